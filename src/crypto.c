@@ -1,0 +1,7 @@
+/* crypto.c - placeholder until the binding lands; raises on use. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+
+int luaopen_crypto(lua_State *L) { return luaL_error(L, "module 'crypto' is not built yet"); }

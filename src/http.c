@@ -1,0 +1,7 @@
+/* http.c - placeholder until the binding lands; raises on use. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+
+int luaopen_http(lua_State *L) { return luaL_error(L, "module 'http' is not built yet"); }

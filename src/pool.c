@@ -1,0 +1,7 @@
+/* pool.c - placeholder until the binding lands; raises on use. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+
+int luaopen_pool(lua_State *L) { return luaL_error(L, "module 'pool' is not built yet"); }

@@ -1,0 +1,7 @@
+/* server.c - placeholder until the binding lands; raises on use. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+
+int luaopen_server(lua_State *L) { return luaL_error(L, "module 'server' is not built yet"); }

@@ -1,0 +1,7 @@
+/* store.c - placeholder until the binding lands; raises on use. */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+
+int luaopen_store(lua_State *L) { return luaL_error(L, "module 'store' is not built yet"); }
