@@ -15,6 +15,7 @@
 #include "host.h"
 
 static char config_env_path[4096] = ".env";
+static volatile int config_frozen;
 
 void config_set_env_file(const char *path) {
   snprintf(config_env_path, sizeof config_env_path, "%s", path);
@@ -180,6 +181,19 @@ static int config_lua_path(lua_State *L) {
   return 1;
 }
 
+/* config.set(name, value): for scripts that take settings from their own
+ * arguments. Only before starting a server or pool: setenv is not
+ * thread-safe, which is why this refuses once other threads exist. */
+static int config_lua_set(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  if (config_frozen) return luaL_error(L, "config.set after threads started");
+  if (lua_isnil(L, 2)) unsetenv(name);
+  else setenv(name, luaL_checkstring(L, 2), 1);
+  return 0;
+}
+
+void config_freeze(void) { config_frozen = 1; }
+
 static int config_lua_env_file(lua_State *L) {
   lua_pushstring(L, config_env_path);
   return 1;
@@ -188,7 +202,8 @@ static int config_lua_env_file(lua_State *L) {
 int luaopen_config(lua_State *L) {
   static const luaL_Reg funcs[] = {{"get", config_lua_get},   {"int", config_lua_int},
                                    {"bool", config_lua_bool}, {"path", config_lua_path},
-                                   {"env_file", config_lua_env_file}, {NULL, NULL}};
+                                   {"env_file", config_lua_env_file}, {"set", config_lua_set},
+                                   {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

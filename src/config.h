@@ -27,4 +27,8 @@ const char *config_get(const char *name, const char *def);
 long config_int(const char *name, long def);
 char *config_path(const char *name, const char *def);  /* malloc'd */
 
+/* After this, config.set refuses: called by whatever starts a thread that
+ * may read the environment (server, pool). */
+void config_freeze(void);
+
 #endif
