@@ -268,7 +268,7 @@ static int host_state_setup(lua_State *L) {
       {"time", luaopen_time},   {"crypto", luaopen_crypto}, {"codec", luaopen_crypto},
       {"json", luaopen_json},   {"fs", luaopen_fs},         {"store", luaopen_store},
       {"pool", luaopen_pool},   {"http", luaopen_http},     {"server", luaopen_server},
-      {"cjson", luaopen_cjson}, {NULL, NULL}};
+      {"cjson", luaopen_cjson}, {"metrics", luaopen_metrics}, {NULL, NULL}};
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);   /* preload */
   for (const luaL_Reg *r = preload; r->name; r++) {
     lua_pushcfunction(L, r->func);

@@ -90,6 +90,7 @@ int luaopen_store(lua_State *L);
 int luaopen_pool(lua_State *L);
 int luaopen_http(lua_State *L);
 int luaopen_server(lua_State *L);
+int luaopen_metrics(lua_State *L);
 int luaopen_cjson(lua_State *L);
 
 #endif
