@@ -73,7 +73,7 @@ demo: deps $(BIN)
 install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/skudemo
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/skudemo
-	cp -r lua scripts $(DESTDIR)$(PREFIX)/share/skudemo/
+	cp -r lua scripts web $(DESTDIR)$(PREFIX)/share/skudemo/
 
 clean:
 	rm -rf obj skudemo skudemo-asan tests/tmp

@@ -175,8 +175,14 @@ int main(int argc, char **argv) {
   if (config_get("SKUDEMO_SCRIPTS_DIR", NULL))
     snprintf(scripts_dir, sizeof scripts_dir, "%s", config_get("SKUDEMO_SCRIPTS_DIR", NULL));
   else find_beside_exe("scripts", scripts_dir, sizeof scripts_dir);
+  char web_dir[PATH_MAX];
+  if (config_get("SKUDEMO_WEB_DIR", NULL))
+    snprintf(web_dir, sizeof web_dir, "%s", config_get("SKUDEMO_WEB_DIR", NULL));
+  else find_beside_exe("web", web_dir, sizeof web_dir);
+  /* where the scripts find their own files, whichever way they were found */
   setenv("SKUDEMO_LUA_DIR_RESOLVED", lua_dir, 1);
   setenv("SKUDEMO_SCRIPTS_DIR_RESOLVED", scripts_dir, 1);
+  setenv("SKUDEMO_WEB_DIR_RESOLVED", web_dir, 1);
 
   const char *script_dir = NULL;
   if (strcmp(cmd, "serve") == 0) {
