@@ -74,6 +74,8 @@ install: $(BIN)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/skudemo
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/skudemo
 	cp -r lua scripts web $(DESTDIR)$(PREFIX)/share/skudemo/
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|@PREFIX@|$(PREFIX)|g' dist/skudemo.service.in > $(DESTDIR)$(PREFIX)/lib/systemd/system/skudemo.service
 
 clean:
 	rm -rf obj skudemo skudemo-asan tests/tmp
