@@ -29,6 +29,7 @@
 #include "config.h"
 #include "host.h"
 #include "log.h"
+#include "metrics.h"
 
 typedef struct bundle_chunk {
   char *module;      /* "orders.machine" */
@@ -453,6 +454,7 @@ int host_reload(void) {
   char gens[16], tooks[32];
   snprintf(gens, sizeof gens, "%u", gen);
   snprintf(tooks, sizeof tooks, "%.1f", (double)took / 1000.0);
+  metrics_inc("skudemo_reloads_total", rc == 0 ? "result=\"ok\"" : "result=\"failed\"", 1);
   if (rc == 0) log_event(LOG_INFO, "reloaded", "generation", gens, "took_ms", tooks, NULL);
   else
     log_event(LOG_ERROR, "reload failed, keeping the running scripts", "generation", gens,
