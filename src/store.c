@@ -599,6 +599,19 @@ static int store_collect(lua_State *L) {
   return 1;
 }
 
+int store_push_rows(lua_State *L, sqlite3_stmt *st, int limit, char *err, size_t errlen) {
+  store_rows r = {st, limit, SQLITE_DONE};
+  lua_pushcfunction(L, store_collect);
+  lua_pushlightuserdata(L, &r);
+  int status = lua_pcall(L, 1, 1, 0);                    /* rows or error */
+  int failed = status == LUA_OK && r.rc != SQLITE_DONE && r.rc != SQLITE_ROW;
+  if (failed) snprintf(err, errlen, "store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+  store_finish(st);
+  if (status != LUA_OK) lua_error(L);
+  if (failed) lua_pop(L, 1);                             /* the partial rows */
+  return failed ? -1 : 0;
+}
+
 /* Runs the call's statement and leaves its rows (at most limit) on the
  * stack; raises on SQL errors after giving the statement back. */
 static void store_lua_rows(lua_State *L, int limit) {
@@ -609,15 +622,7 @@ static void store_lua_rows(lua_State *L, int limit) {
     store_finish(st);
     luaL_error(L, "store: query takes one statement");
   }
-  store_rows r = {st, limit, SQLITE_DONE};
-  lua_pushcfunction(L, store_collect);
-  lua_pushlightuserdata(L, &r);
-  int status = lua_pcall(L, 1, 1, 0);                    /* rows or error */
-  int failed = status == LUA_OK && r.rc != SQLITE_DONE && r.rc != SQLITE_ROW;
-  if (failed) snprintf(err, sizeof err, "store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
-  store_finish(st);
-  if (status != LUA_OK) lua_error(L);
-  if (failed) luaL_error(L, "%s", err);
+  if (store_push_rows(L, st, limit, err, sizeof err) != 0) luaL_error(L, "%s", err);
 }
 
 /* store.query(sql, ...) -> array of rows (column -> value; NULL absent) */

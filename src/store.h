@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <lua.h>
 #include <sqlite3.h>
 
 /* Sets the process's database (creating parent directories) and opens this
@@ -41,6 +42,13 @@ sqlite3_stmt *store_prepare(const char *sql, size_t len, int *more, char *err, s
 /* Resets and clears a statement from store_prepare (finalizes it if it was
  * not cached). */
 void store_finish(sqlite3_stmt *st);
+
+/* Steps st (from store_prepare, parameters bound) and pushes its rows as
+ * an array of tables (column name to value, NULL absent), at most limit
+ * (0: all). Gives the statement back in every case. Returns 0, or -1 with
+ * "store: <message>" in err and nothing pushed; a Lua memory error is
+ * raised after the statement is given back. */
+int store_push_rows(lua_State *L, sqlite3_stmt *st, int limit, char *err, size_t errlen);
 
 /* Runs one parameterless statement to completion. 0, or -1 with
  * "store: <message>" in err. */
