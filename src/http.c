@@ -11,7 +11,8 @@
  * every string used later is anchored on the stack), perform the request
  * (no Lua call that can raise; curl lists and the temporary output file are
  * freed before it returns), then build the result from the response box, a
- * userdata whose __gc frees the response buffers if building it raises.
+ * to-be-closed userdata that frees the response buffers even if building
+ * the result raises.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -101,7 +102,8 @@ static void http_response_free(http_response *r) {
   }
 }
 
-static int http_response_gc(lua_State *L) {
+/* __gc and __close of the response box. */
+static int http_response_close(lua_State *L) {
   http_response_free(luaL_checkudata(L, 1, HTTP_RESPONSE_MT));
   return 0;
 }
@@ -555,6 +557,7 @@ static int http_lua_request(lua_State *L) {
   memset(r, 0, sizeof *r);
   r->fd = -1;
   luaL_setmetatable(L, HTTP_RESPONSE_MT);
+  lua_toclose(L, HTTP_BOX);                           /* freed on return or on any error */
   http_request rq;
   memset(&rq, 0, sizeof rq);
   http_check_request(L, &rq);
@@ -578,8 +581,10 @@ static int http_lua_request(lua_State *L) {
 int luaopen_http(lua_State *L) {
   static const luaL_Reg funcs[] = {{"request", http_lua_request}, {NULL, NULL}};
   if (luaL_newmetatable(L, HTTP_RESPONSE_MT)) {       /* mt */
-    lua_pushcfunction(L, http_response_gc);
+    lua_pushcfunction(L, http_response_close);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, http_response_close);
+    lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);
   luaL_newlib(L, funcs);
