@@ -8,51 +8,12 @@ local json = require "json"
 local crypto = require "crypto"
 local store = require "store"
 local time = require "time"
+local http = require "http"
 
 local dir = t.tmpdir("server")
 local q = proc.quote
 
--- One request with the curl command line; the same arguments and result as
--- http.request: {method, url, headers, body, multipart} -> {status, headers, body}.
-local seq = 0
-local function request(r)
-  seq = seq + 1
-  local base = string.format("%s/req%d", dir, seq)
-  local args = {"curl", "-s", "-g", "--max-time", "20", "-X", r.method or "GET",
-                "-D", base .. ".head", "-o", base .. ".body", "-w", "%{http_code}"}
-  for k, v in pairs(r.headers or {}) do
-    args[#args + 1] = "-H"
-    args[#args + 1] = k .. ": " .. v
-  end
-  if r.body then
-    local f = assert(io.open(base .. ".in", "wb"))
-    f:write(r.body)
-    f:close()
-    args[#args + 1] = "--data-binary"
-    args[#args + 1] = "@" .. base .. ".in"
-  end
-  for _, part in ipairs(r.multipart or {}) do
-    args[#args + 1] = "-F"
-    if part.file then
-      args[#args + 1] = string.format("%s=@%s;filename=%s;type=%s", part[1], part.file,
-        part.filename or part.file:match("[^/]+$"), part.content_type or "application/octet-stream")
-    else
-      args[#args + 1] = part[1] .. "=" .. part[2]
-    end
-  end
-  args[#args + 1] = r.url
-  for i, a in ipairs(args) do args[i] = q(a) end
-  local p = assert(io.popen(table.concat(args, " ")))
-  local code = tonumber(p:read("a"))
-  p:close()
-  if not code or code == 0 then return nil, "no response" end
-  local res = {status = code, headers = {}, body = proc.slurp(base .. ".body") or ""}
-  for line in (proc.slurp(base .. ".head") or ""):gmatch("[^\r\n]+") do
-    local k, v = line:match("^([^:]+):%s*(.*)$")
-    if k then res.headers[k:lower()] = v end
-  end
-  return res
-end
+local request = http.request
 
 local srv
 local function url(path, s) return string.format("http://127.0.0.1:%d%s", (s or srv).port, path) end
@@ -129,8 +90,8 @@ t.test("multipart upload: fields and a binary file round trip", function()
   f:write(data)
   f:close()
   local res = assert(request{method = "POST", url = url("/upload"), multipart = {
-    {"title", "a red fox"}, {"note", "two words"},
-    {"image", file = path, filename = "fox.png", content_type = "image/png"}}})
+    {name = "title", value = "a red fox"}, {name = "note", value = "two words"},
+    {name = "image", file = path, filename = "fox.png", content_type = "image/png"}}})
   t.eq(res.status, 200)
   local got = decode(res)
   t.same(got.form, {title = "a red fox", note = "two words"})
