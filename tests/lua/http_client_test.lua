@@ -358,5 +358,20 @@ t.test("many requests in a row on one handle stay apart", function()
   end
 end)
 
+t.test("server threads keep their own handles, freed when the threads end", function()
+  local server = require "server"
+  local srv = assert(server.start{module = "http_client_app", host = "127.0.0.1", port = 0, threads = 2})
+  local ports = {}
+  for _ = 1, 12 do
+    local res = assert(http.request{url = "http://127.0.0.1:" .. srv.port .. "/relay?port=" .. port})
+    t.eq(res.status, 200, res.body)
+    ports[json.decode(res.body).client_port] = true
+  end
+  local distinct = 0
+  for _ in pairs(ports) do distinct = distinct + 1 end
+  t.ok(distinct >= 1 and distinct <= 2, "at most one peer connection per server thread")
+  srv:stop()
+end)
+
 peer:stop()
 return t.done()
