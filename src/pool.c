@@ -14,6 +14,7 @@
  * the watcher wakes, or when they have idled POOL_IDLE_MS, at which point
  * they leave. The last worker stays to keep watch but frees its Lua state.
  */
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -410,12 +411,15 @@ static void pool_spawn_locked(void) {
   pthread_attr_destroy(&attr);
 }
 
-/* Frees what an idle last worker holds: its Lua state and SQLite's cache. */
+/* Frees what an idle last worker holds (its Lua state, SQLite's cache) and
+ * hands the memory the departed workers' allocations left in malloc's
+ * arenas back to the system. */
 static void pool_shrink(host_vm *vm) {
   char err[POOL_ERR];
   host_vm_close(vm);
   sqlite3 *db = store_db(err, sizeof err);
   if (db) sqlite3_db_release_memory(db);
+  malloc_trim(0);
 }
 
 static void *pool_worker_main(void *arg) {

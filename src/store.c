@@ -75,6 +75,7 @@ static void store_conn_free(void *p) {
     free(c->slots[i].sql);
   }
   sqlite3_close_v2(c->db);
+  if (store_tls == c) store_tls = NULL;
   free(c);
 }
 
