@@ -152,6 +152,7 @@ static size_t crypto_check_count(lua_State *L) {
   return (size_t)n;
 }
 
+/* The nil, message of a failed random generator. */
 static int crypto_random_failed(lua_State *L) {
   lua_pushnil(L);
   lua_pushliteral(L, "random generator failed");

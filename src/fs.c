@@ -252,10 +252,12 @@ static int fs_lua_mkdir(lua_State *L) {
   return 1;
 }
 
+/* scandir filter: every entry but "." and "..". */
 static int fs_not_dots(const struct dirent *e) {
   return strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
 }
 
+/* scandir order: bytewise, whatever the locale. */
 static int fs_by_name(const struct dirent **a, const struct dirent **b) {
   return strcmp((*a)->d_name, (*b)->d_name);
 }

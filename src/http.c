@@ -286,6 +286,8 @@ static int http_open_temp(const char *path, char *tmp, size_t tmplen) {
   return -1;
 }
 
+/* curl header callback: keeps the header block of the last response
+ * (after redirects and 100 Continue), up to HTTP_MAX_HEAD bytes. */
 static size_t http_on_header(char *data, size_t size, size_t n, void *ud) {
   http_response *r = ud;
   size_t len = size * n;
@@ -303,6 +305,8 @@ static size_t http_on_header(char *data, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* curl write callback: the body into the output file or the buffer;
+ * stops the transfer past max_size or on a failed write. */
 static size_t http_on_body(char *data, size_t size, size_t n, void *ud) {
   http_response *r = ud;
   size_t len = size * n;

@@ -47,11 +47,13 @@ static char *json_buf_reserve(lua_State *L, json_buf *b, size_t n) {
   return p + b->len;
 }
 
+/* Appends n bytes, or raises when memory runs out. */
 static void json_buf_add(lua_State *L, json_buf *b, const char *s, size_t n) {
   memcpy(json_buf_reserve(L, b, n), s, n);
   b->len += n;
 }
 
+/* Appends one byte, or raises when memory runs out. */
 static void json_buf_addc(lua_State *L, json_buf *b, char c) {
   *json_buf_reserve(L, b, 1) = c;
   b->len++;
@@ -67,6 +69,7 @@ static void json_buf_release(lua_State *L, json_buf *b) {
   b->len = b->cap = 0;
 }
 
+/* __gc of the state's encode buffer. */
 static int json_buf_gc(lua_State *L) {
   json_buf_release(L, luaL_checkudata(L, 1, JSON_BUF_MT));
   return 0;
@@ -86,6 +89,8 @@ static int json_is_marked(lua_State *L, int idx) {
   return marked;
 }
 
+/* Appends s quoted: '"', '\\' and control bytes escaped, other bytes
+ * (UTF-8 included) as they are. */
 static void json_encode_string(lua_State *L, json_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   /* worst case every byte becomes \u00XX */
@@ -147,6 +152,7 @@ static int json_is_sequence(lua_State *L, int idx) {
   return count > 0 && max == count;
 }
 
+/* Appends t[1..#t] of the table at idx as an array (holes as null). */
 static void json_encode_array(lua_State *L, json_buf *b, int idx, int depth) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
   json_buf_addc(L, b, '[');
@@ -159,6 +165,8 @@ static void json_encode_array(lua_State *L, json_buf *b, int idx, int depth) {
   json_buf_addc(L, b, ']');
 }
 
+/* Appends the table at idx as an object, in pairs order; raises on keys
+ * that are neither strings nor integers. */
 static void json_encode_object(lua_State *L, json_buf *b, int idx, int depth) {
   int first = 1;
   json_buf_addc(L, b, '{');
@@ -246,15 +254,18 @@ typedef struct json_dec {
   const char *err_at;
 } json_dec;
 
+/* Records the first error and where it happened; returns -1. */
 static int json_fail(json_dec *d, const char *msg, const char *at) {
   if (!d->err) d->err = msg, d->err_at = at;
   return -1;
 }
 
+/* Skips JSON whitespace (space, tab, CR, LF). */
 static void json_skip_space(json_dec *d) {
   while (d->p < d->end && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r')) d->p++;
 }
 
+/* Reads four hex digits into *out; -1 when they are not. */
 static int json_hex4(const char *s, unsigned *out) {
   unsigned v = 0;
   for (int i = 0; i < 4; i++) {
@@ -269,6 +280,7 @@ static int json_hex4(const char *s, unsigned *out) {
   return 0;
 }
 
+/* Writes code point cp as UTF-8; returns the byte count. */
 static size_t json_utf8(char *o, unsigned cp) {
   if (cp < 0x80) return o[0] = (char)cp, 1;
   if (cp < 0x800) {
@@ -381,6 +393,7 @@ static int json_decode_number(json_dec *d) {
 
 static int json_decode_value(json_dec *d, int depth);
 
+/* Reads an array at d->p (on '[') and pushes it, marked as an array. */
 static int json_decode_array(json_dec *d, int depth) {
   lua_State *L = d->L;
   lua_newtable(L);                                    /* arr */
@@ -402,6 +415,8 @@ static int json_decode_array(json_dec *d, int depth) {
   }
 }
 
+/* Reads an object at d->p (on '{') and pushes it; a repeated key keeps
+ * its last value. */
 static int json_decode_object(json_dec *d, int depth) {
   lua_State *L = d->L;
   lua_newtable(L);                                    /* obj */
