@@ -326,8 +326,9 @@ typedef struct server_call {
   server_request *req;
   struct MHD_Connection *conn;
   const char *url, *method;
+  long long started_ms;
   int phase;                     /* 0 routing, 1 the handler was called */
-  int handler_failed;
+  int handler_failed;            /* 0, or SERVER_INTERNAL or SERVER_TIMED_OUT */
   int slot;
   char route[240];
   char error[4096];              /* the handler's error with its traceback */
@@ -346,27 +347,39 @@ static void server_json_encoder(lua_State *L) {
   lua_setfield(L, LUA_REGISTRYINDEX, SERVER_JSON_KEY);
 }
 
-static const char *server_json_error_body(int status) {
-  switch (status) {
-    case 400: return "{\"success\":false,\"error\":\"malformed multipart body\"}";
-    case 404: return "{\"success\":false,\"error\":\"not found\"}";
-    case 405: return "{\"success\":false,\"error\":\"method not allowed\"}";
-    case 413: return "{\"success\":false,\"error\":\"request body too large\"}";
-    case 431: return "{\"success\":false,\"error\":\"request headers too large\"}";
-    case 500: return "{\"success\":false,\"error\":\"internal error\"}";
-    case 504: return "{\"success\":false,\"error\":\"request timed out\"}";
-    default: return "{\"success\":false,\"error\":\"service unavailable\"}";
-  }
+/* The answers the server gives by itself, each a JSON body. */
+enum {
+  SERVER_BAD_FORM, SERVER_NOT_FOUND, SERVER_BAD_METHOD, SERVER_BODY_TOO_LARGE,
+  SERVER_HEADERS_TOO_LARGE, SERVER_INTERNAL, SERVER_TIMED_OUT, SERVER_UNAVAILABLE
+};
+static const struct {
+  unsigned status;
+  const char *body;
+} server_errors[] = {
+    [SERVER_BAD_FORM] = {400, "{\"success\":false,\"error\":\"malformed multipart body\"}"},
+    [SERVER_NOT_FOUND] = {404, "{\"success\":false,\"error\":\"not found\"}"},
+    [SERVER_BAD_METHOD] = {405, "{\"success\":false,\"error\":\"method not allowed\"}"},
+    [SERVER_BODY_TOO_LARGE] = {413, "{\"success\":false,\"error\":\"request body too large\"}"},
+    [SERVER_HEADERS_TOO_LARGE] = {431, "{\"success\":false,\"error\":\"request headers too large\"}"},
+    [SERVER_INTERNAL] = {500, "{\"success\":false,\"error\":\"internal error\"}"},
+    [SERVER_TIMED_OUT] = {503, "{\"success\":false,\"error\":\"request timed out\"}"},
+    [SERVER_UNAVAILABLE] = {503, "{\"success\":false,\"error\":\"service unavailable\"}"},
+};
+
+/* 1 if msg is the time limit's error and the limit has indeed passed (a
+ * handler could raise the same words). */
+static int server_timed_out(const char *msg, long long started_ms, long timeout_ms) {
+  return timeout_ms > 0 && strstr(msg, "time limit exceeded") &&
+         clock_mono_ms() - started_ms >= timeout_ms;
 }
 
-/* Pushes the three results of an error answer: status, headers, body. The
- * 504 key stands for the timeout's own text; it is sent as 503. */
-static int server_push_error(lua_State *L, int key) {
-  lua_pushinteger(L, key == 504 ? 503 : key);
+/* Pushes the three results of one of server_errors: status, headers, body. */
+static int server_push_error(lua_State *L, int error) {
+  lua_pushinteger(L, server_errors[error].status);
   lua_createtable(L, 0, 2);
   lua_pushliteral(L, "application/json");
   lua_setfield(L, -2, "Content-Type");
-  lua_pushstring(L, server_json_error_body(key));
+  lua_pushstring(L, server_errors[error].body);
   return 3;
 }
 
@@ -599,6 +612,7 @@ static int server_normalize(lua_State *L) {
   switch (lua_type(L, base + 2)) {
     case LUA_TNIL:
       lua_pushliteral(L, "");
+      ctype = NULL;
       break;
     case LUA_TSTRING:
       lua_pushvalue(L, base + 2);
@@ -616,7 +630,7 @@ static int server_normalize(lua_State *L) {
       ctype = server_file_type(path);
     }
   }
-  if (!has_type) {
+  if (!has_type && ctype) {
     lua_pushstring(L, ctype);
     lua_setfield(L, out, "Content-Type");
   }
@@ -645,9 +659,9 @@ static int server_dispatch(lua_State *L) {
       snprintf(allow + strlen(allow), sizeof allow - strlen(allow), "%s%s", *allow ? ", " : "",
                r->method);
   }
-  if (!hit && !*allow) return server_push_error(L, 404);
+  if (!hit && !*allow) return server_push_error(L, SERVER_NOT_FOUND);
   if (!hit) {
-    server_push_error(L, 405);
+    server_push_error(L, SERVER_BAD_METHOD);
     lua_pushstring(L, allow);
     lua_setfield(L, -3, "Allow");
     return 3;
@@ -656,20 +670,22 @@ static int server_dispatch(lua_State *L) {
   snprintf(c->route, sizeof c->route, "%s", hit->pattern);
   lua_getiuservalue(L, 2, 1);                           /* call, routes, handlers */
   lua_geti(L, -1, (lua_Integer)(hit - rs->routes) + 1); /* ..., handler */
-  if (server_push_request(L, c, hit, caps) != 0) return server_push_error(L, 400);
+  if (server_push_request(L, c, hit, caps) != 0) return server_push_error(L, SERVER_BAD_FORM);
   c->phase = 1;
   if (host_pcall(L, 1, 3, 0) != LUA_OK) {               /* status, headers, body, or error */
     server_error_text(L, -1, c->error, sizeof c->error);
-    c->handler_failed = 1;
-    return server_push_error(L, strstr(c->error, "time limit exceeded") ? 504 : 500);
+    c->handler_failed = server_timed_out(c->error, c->started_ms, c->srv->timeout_ms)
+                            ? SERVER_TIMED_OUT
+                            : SERVER_INTERNAL;
+    return server_push_error(L, c->handler_failed);
   }
   return server_normalize(L);
 }
 
 /* ---- responses --------------------------------------------------------------- */
 
-static struct MHD_Response *server_error_response(int key) {
-  const char *body = server_json_error_body(key);
+static struct MHD_Response *server_error_response(int error) {
+  const char *body = server_errors[error].body;
   struct MHD_Response *resp =
       MHD_create_response_from_buffer(strlen(body), (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
   if (resp) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
@@ -687,8 +703,8 @@ static enum MHD_Result server_queue(server_request *req, struct MHD_Connection *
 }
 
 static enum MHD_Result server_queue_error(server_request *req, struct MHD_Connection *conn,
-                                          int key) {
-  return server_queue(req, conn, key == 504 ? 503 : (unsigned)key, server_error_response(key));
+                                          int error) {
+  return server_queue(req, conn, server_errors[error].status, server_error_response(error));
 }
 
 /* The response for dispatch's results at base (status, headers, body);
@@ -707,7 +723,7 @@ static struct MHD_Response *server_response(lua_State *L, int base, unsigned *st
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       if (fd >= 0) close(fd);
       *status = 404;
-      return server_error_response(404);
+      return server_error_response(SERVER_NOT_FOUND);
     }
     resp = MHD_create_response_from_fd((uint64_t)st.st_size, fd);
     if (!resp) close(fd);
@@ -758,13 +774,13 @@ static enum MHD_Result server_handle(server *srv, server_request *req, struct MH
   lua_State *L = server_vm(err, sizeof err);
   if (!L) {
     log_event(LOG_ERROR, "no Lua state for a request", "path", url, "error", err, NULL);
-    return server_queue_error(req, conn, 503);
+    return server_queue_error(req, conn, SERVER_UNAVAILABLE);
   }
-  server_call c = {.srv = srv, .req = req, .conn = conn, .url = url, .method = method};
+  server_call c = {.srv = srv, .req = req, .conn = conn, .url = url, .method = method,
+                   .started_ms = clock_mono_ms()};
   int top = lua_gettop(L);
   lua_pushcfunction(L, server_dispatch);
   lua_pushlightuserdata(L, &c);
-  long long t0 = clock_mono_ms();
   store_defer_sync_begin();
   int st = host_pcall(L, 1, 3, srv->timeout_ms);        /* status, headers, body, or error */
   uint64_t ticket = store_defer_sync_end();
@@ -774,7 +790,7 @@ static enum MHD_Result server_handle(server *srv, server_request *req, struct MH
   if (st != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
     msg = msg ? msg : "(error object is not a string)";
-    int timed_out = strstr(msg, "time limit exceeded") && clock_mono_ms() - t0 >= srv->timeout_ms;
+    int timed_out = server_timed_out(msg, c.started_ms, srv->timeout_ms);
     if (timed_out)
       log_event(LOG_WARN, "request timed out", "method", method, "path", url, "limit_ms", limit,
                 NULL);
@@ -782,9 +798,11 @@ static enum MHD_Result server_handle(server *srv, server_request *req, struct MH
       log_event(LOG_ERROR, c.phase ? "handler returned a bad response" : "cannot route request",
                 "method", method, "path", url, "module", srv->module, "error", msg, NULL);
     lua_settop(L, top);
-    return server_queue_error(req, conn, timed_out ? 504 : c.phase ? 500 : 503);
+    return server_queue_error(req, conn, timed_out   ? SERVER_TIMED_OUT
+                                         : c.phase ? SERVER_INTERNAL
+                                                   : SERVER_UNAVAILABLE);
   }
-  if (c.handler_failed && lua_tointeger(L, top + 1) == 503)
+  if (c.handler_failed == SERVER_TIMED_OUT)
     log_event(LOG_WARN, "request timed out", "method", method, "route", c.route, "path", url,
               "limit_ms", limit, NULL);
   else if (c.handler_failed)
@@ -845,9 +863,10 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
     *con_cls = req;
     size_t header_bytes = strlen(url) + strlen(method) + 12;
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, server_count_header, &header_bytes);
-    if (header_bytes > srv->max_header) return server_queue_error(req, conn, 431);
+    if (header_bytes > srv->max_header) return server_queue_error(req, conn, SERVER_HEADERS_TOO_LARGE);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > srv->max_body) return server_queue_error(req, conn, 413);
+    if (cl && strtoull(cl, NULL, 10) > srv->max_body)
+      return server_queue_error(req, conn, SERVER_BODY_TOO_LARGE);
     return MHD_YES;
   }
   if (*upload_size > 0) {
@@ -860,7 +879,7 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
     req->discarded += n;
     return req->discarded <= SERVER_DISCARD_MAX ? MHD_YES : MHD_NO;
   }
-  if (req->too_large) return server_queue_error(req, conn, 413);
+  if (req->too_large) return server_queue_error(req, conn, SERVER_BODY_TOO_LARGE);
   return server_handle(srv, req, conn, url, method);
 }
 
@@ -951,6 +970,8 @@ static int server_lua_start(lua_State *L) {
   long per_client = server_opt_int(L, "per_client", "SERVER_PER_CLIENT", 64, 0, 1 << 20);
   long timeout_ms = server_opt_int(L, "timeout_ms", "REQUEST_TIMEOUT_MS", 10000, 0, 1L << 30);
   long idle_s = server_opt_int(L, "idle_timeout_s", "SERVER_IDLE_TIMEOUT_S", 30, 0, 1 << 20);
+  server_routes_get(L, module);                         /* a broken route list fails here */
+  lua_pop(L, 1);
 
   server *s = lua_newuserdatauv(L, sizeof *s, 0);
   *s = (server){.port = (unsigned)port, .max_body = (size_t)max_body,

@@ -42,12 +42,25 @@ t.test("start on port 0 reads the real port back", function()
   t.eq(srv.host, "127.0.0.1")
 end)
 
+t.test("a malformed route list fails at start", function()
+  package.preload.bad_routes = function()
+    return {routes = {{"GET", "/fine", function() end}, {"GET", "no-slash", function() end}}}
+  end
+  t.raises(function() server.start{module = "bad_routes", host = "127.0.0.1", port = 0} end,
+           "routes%[2%] 'no%-slash': a pattern starts with '/'")
+  package.preload.no_routes = function() return {} end
+  t.raises(function() server.start{module = "no_routes", host = "127.0.0.1", port = 0} end, "no routes list")
+end)
+
 t.test("routing and path parameters", function()
   t.same(decode(get("/hello/ana")), {hello = "ana"})
   t.same(decode(get("/orders/o-17/items/3")), {id = "o-17", item = "3"})
   t.same(decode(get("/files/a/b/c.png")), {path = "a/b/c.png"})
   t.eq(get("/hello/").status, 404, "an empty parameter does not match")
   t.eq(get("/hello/ana/more").status, 404, "a segment too many")
+  local head = assert(request{method = "HEAD", url = url("/hello/ana")})
+  t.eq(head.status, 200, "HEAD runs the GET route")
+  t.eq(head.body, "")
 end)
 
 t.test("query parameters are url-decoded", function()
