@@ -194,7 +194,7 @@ end
 
 local function run_command(name, opts, words)
   local buyer_lib = require "sandbox.buyer"
-  local b = buyer_lib.connect(opts.data or config.get("SANDBOX_DATA_DIR", "./data/sandbox"), {timeout_ms = 3000})
+  local b = buyer_lib.connect(opts.data or config.get("SANDBOX_DATA_DIR", "./data/sandbox"), {timeout_ms = 1000})
   local order_id = words[2]
   local function need_order()
     if not order_id then error(name .. " needs an ORDER id", 0) end

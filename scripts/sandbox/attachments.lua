@@ -104,8 +104,8 @@ local function upload(req)
     web.fail(413, "The file is larger than the limit", "file_too_large", {max_bytes = attachments.max_bytes()})
   end
   local description = form_value(req, "description")
-  if description ~= nil and (type(description) ~= "string" or #description > 1000) then
-    web.fail(400, "description must be at most 1000 characters", "validation_error", {field = "description"})
+  if description ~= nil and (type(description) ~= "string" or #description > 1000 or not utf8.len(description)) then
+    web.fail(400, "description must be UTF-8 text of at most 1000 bytes", "validation_error", {field = "description"})
   end
   local content_type = part.content_type
   if type(content_type) ~= "string" or content_type == "" or content_type == "application/octet-stream" then
