@@ -38,6 +38,7 @@
 #define POOL_MESSAGE_MAX 2000        /* bytes of an error kept in last_error */
 #define POOL_TRACE_MAX 4096
 #define POOL_START_WORKERS 2
+#define POOL_DELAY_MAX 1000000000000LL   /* ms (about 30 years): bounds a requested delay */
 
 static const char pool_schema_sql[] =
     "CREATE TABLE IF NOT EXISTS jobs ("
@@ -171,7 +172,7 @@ static int pool_claim(pool_job *job) {
   char err[POOL_ERR];
   sqlite3_stmt *st = pool_bind(pool_claim_sql, err, sizeof err, "i", clock_wall_ms());
   int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
-  int got = rc == SQLITE_ROW;
+  int got = rc == SQLITE_ROW, lost = 0;
   if (got) {
     job->id = sqlite3_column_int64(st, 0);
     job->name = pool_column_dup(st, 1);
@@ -179,18 +180,16 @@ static int pool_claim(pool_job *job) {
     job->attempt = sqlite3_column_int64(st, 3);
     job->max_attempts = sqlite3_column_int64(st, 4);
     job->key = pool_column_dup(st, 5);
+    lost = !job->name || (!job->payload && sqlite3_column_type(st, 2) != SQLITE_NULL) ||
+           (!job->key && sqlite3_column_type(st, 5) != SQLITE_NULL);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {}
   }
-  if (st && rc != SQLITE_DONE) snprintf(err, sizeof err, "store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+  if (st && rc != SQLITE_DONE)
+    snprintf(err, sizeof err, "store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
   if (st) store_finish(st);
-  if (rc != SQLITE_DONE) {
-    log_event(LOG_ERROR, "pool: cannot claim a job", "error", err, NULL);
+  if (rc != SQLITE_DONE || lost) {          /* a claimed job runs again at the next start */
+    log_event(LOG_ERROR, "pool: cannot claim a job", "error", lost ? "out of memory" : err, NULL);
     if (got) pool_job_free(job);
-    return -1;
-  }
-  if (got && !job->name) {                   /* out of memory: it runs again at the next start */
-    log_event(LOG_ERROR, "pool: out of memory claiming a job", NULL);
-    pool_job_free(job);
     return -1;
   }
   return got;
@@ -225,6 +224,11 @@ static long long pool_backoff(long long attempt) {
   double exp = (double)(attempt < 1 ? 0 : attempt > 41 ? 40 : attempt - 1);
   double delay = (double)pool.backoff_ms * pow(2.0, exp) * (0.75 + 0.5 * pool_random());
   return delay > (double)pool.backoff_max_ms ? pool.backoff_max_ms : (long long)delay;
+}
+
+/* A requested delay in whole ms, within 0 .. POOL_DELAY_MAX (NaN is 0). */
+static long long pool_delay(lua_Number ms) {
+  return ms > 0 ? (ms < (lua_Number)POOL_DELAY_MAX ? (long long)ms : POOL_DELAY_MAX) : 0;
 }
 
 /* Raises {pool_giveup = true, message = ...}. */
@@ -279,8 +283,7 @@ static int pool_read_error(lua_State *L) {
   if (lua_type(L, 1) == LUA_TTABLE) {
     f->giveup = lua_getfield(L, 1, "pool_giveup") != LUA_TNIL && lua_toboolean(L, -1);
     if (lua_getfield(L, 1, "pool_retry_in") == LUA_TNUMBER) {
-      lua_Number ms = lua_tonumber(L, -1);
-      f->retry_in = ms > 0 ? (long long)ms : 0;
+      f->retry_in = pool_delay(lua_tonumber(L, -1));
     }
     const char *msg = lua_getfield(L, 1, "message") == LUA_TSTRING ? lua_tostring(L, -1)
                                                                    : "error object is a table";
@@ -328,7 +331,8 @@ static void pool_record(const pool_job *job, const pool_failure *f) {
   snprintf(id, sizeof id, "%lld", job->id);
   snprintf(attempt, sizeof attempt, "%lld/%lld", job->attempt, job->max_attempts);
   if (!f) {
-    rc = pool_exec("UPDATE jobs SET state = 'done', finished_at = ?1, updated_at = ?1 WHERE id = ?2",
+    rc = pool_exec("UPDATE jobs SET state = 'done', finished_at = ?1, updated_at = ?1"
+                   " WHERE id = ?2",
                    err, sizeof err, "ii", now, job->id);
   } else if (f->giveup || job->attempt >= job->max_attempts) {
     log_event(LOG_ERROR, "job dead", "job", id, "name", job->name, "attempt", attempt, "error",
@@ -588,7 +592,9 @@ static int pool_lua_submit(lua_State *L) {
   }
   luaL_checktype(L, 3, LUA_TTABLE);
   long long delay = pool_opt_int(L, 3, "delay", 0, 0);
-  long long max_attempts = pool_opt_int(L, 3, "max_attempts", config_int("POOL_MAX_ATTEMPTS", 5), 1);
+  if (delay > POOL_DELAY_MAX) delay = POOL_DELAY_MAX;
+  long long max_attempts =
+      pool_opt_int(L, 3, "max_attempts", config_int("POOL_MAX_ATTEMPTS", 5), 1);
   lua_getfield(L, 3, "key");                             /* key at 4 */
   if (!lua_isnil(L, 4) && lua_type(L, 4) != LUA_TSTRING)
     return luaL_error(L, "pool: option key must be a string");
@@ -612,7 +618,8 @@ static int pool_lua_submit(lua_State *L) {
   int created = rc == SQLITE_ROW;
   long long id = created ? sqlite3_column_int64(st, 0) : 0;
   if (created) rc = sqlite3_step(st);
-  if (rc != SQLITE_DONE) snprintf(err, sizeof err, "store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
+  if (rc != SQLITE_DONE)
+    snprintf(err, sizeof err, "store: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
   store_finish(st);
   if (rc != SQLITE_DONE) return luaL_error(L, "%s", err);
   if (!created) {
@@ -645,6 +652,13 @@ static int pool_lua_start(lua_State *L) {
   if (strlen(module) >= sizeof pool.module) return luaL_error(L, "pool: module name too long");
   long long workers = pool_opt_int(L, 1, "workers", config_int("POOL_WORKERS", 16), 1);
   config_freeze();
+  pthread_once(&pool_once, pool_init);
+  pthread_mutex_lock(&pool.lock);
+  int already = pool.running, lingering = pool.busy;
+  pthread_mutex_unlock(&pool.lock);
+  if (already) return luaL_error(L, "pool: already started");
+  if (lingering)                       /* jobs `running` in the store may be this process's own */
+    return luaL_error(L, "pool: %d jobs from before pool.stop are still running", lingering);
   char err[POOL_ERR];
   long long now = clock_wall_ms();
   long long dead = pool_exec("UPDATE jobs SET state = 'dead', finished_at = ?1, updated_at = ?1,"
@@ -657,9 +671,8 @@ static int pool_lua_start(lua_State *L) {
                                             err, sizeof err, "i", now);
   if (requeued < 0) return luaL_error(L, "%s", err);
   store_sync();
-  pthread_once(&pool_once, pool_init);
   pthread_mutex_lock(&pool.lock);
-  int already = pool.running;
+  already = pool.running;
   if (!already) {
     snprintf(pool.module, sizeof pool.module, "%s", module);
     pool.max_workers = workers > 100000 ? 100000 : (int)workers;
@@ -769,10 +782,10 @@ static int pool_lua_stats(lua_State *L) {
 
 /* pool.retry_in(ms [, message]): raises a retry after exactly ms. */
 static int pool_lua_retry_in(lua_State *L) {
-  lua_Number ms = luaL_checknumber(L, 1);
+  long long ms = pool_delay(luaL_checknumber(L, 1));
   const char *msg = luaL_optstring(L, 2, "retry requested");
   lua_createtable(L, 0, 2);                              /* the error */
-  lua_pushinteger(L, ms > 0 ? (lua_Integer)ms : 0);
+  lua_pushinteger(L, ms);
   lua_setfield(L, -2, "pool_retry_in");
   lua_pushstring(L, msg);
   lua_setfield(L, -2, "message");

@@ -698,10 +698,10 @@ static int store_lua_sync(lua_State *L) {
 }
 
 int luaopen_store(lua_State *L) {
-  static const luaL_Reg funcs[] = {{"open", store_lua_open},   {"path", store_lua_path},
-                                   {"exec", store_lua_exec},   {"query", store_lua_query},
-                                   {"row", store_lua_row},     {"transaction", store_lua_transaction},
-                                   {"sync", store_lua_sync},   {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"open", store_lua_open}, {"path", store_lua_path},   {"exec", store_lua_exec},
+      {"query", store_lua_query}, {"row", store_lua_row},   {"transaction", store_lua_transaction},
+      {"sync", store_lua_sync},   {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }
