@@ -37,7 +37,7 @@ function faults.parse(body)
     web.fail(400, "a fault needs a status, a delay_ms or a mode", "validation_error")
   end
   local answer
-  if web.present(body.body) then answer = json.encode(body.body) end
+  if web.present(body.body) then answer = web.reencode(body.body, "body") end
   return {method = method and method:upper(), route = route, kind = kind, mode = mode, status = status,
           delay_ms = delay, retry_after = retry_after, body = answer, remaining = count}
 end

@@ -140,7 +140,7 @@ local function create(req)
   elseif type(requirement) ~= "table" then
     web.fail(400, "requirement must be a string or an object", "validation_error", {field = "requirement"})
   end
-  local encoded = json.encode(requirement)
+  local encoded = web.reencode(requirement, "requirement")
   if #encoded > 20000 then
     web.fail(400, "requirement is too large", "validation_error", {field = "requirement"})
   end

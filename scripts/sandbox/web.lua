@@ -156,6 +156,16 @@ function web.query_int(query, name, default, min, max)
   return n
 end
 
+-- A decoded JSON value of field encoded again (400 when it cannot be, such
+-- as a number too large for JSON, or when it is not UTF-8 text).
+function web.reencode(value, field)
+  local ok, encoded = pcall(json.encode, value)
+  if not ok or not utf8.len(encoded) then
+    web.fail(400, field .. " must be plain JSON text", "validation_error", {field = field})
+  end
+  return encoded
+end
+
 -- A number as it reads best in JSON: integral floats become integers.
 function web.num(v)
   if v == nil then return nil end

@@ -222,8 +222,9 @@ t.test("events feed: a bare array, oldest first, last_event_id and limit; ack ch
   t.eq(status, 401)
 end)
 
-t.test("the accept deadline cancels an order not accepted in time", function()
-  local quick = S.start{args = {"--accept-deadline-ms", "300", "--confirm-deadline-ms", "300"}}
+t.test("deadlines: accept (cancels), confirmation (completes), heartbeat (lapses)", function()
+  local quick = S.start{args = {"--accept-deadline-ms", "300", "--confirm-deadline-ms", "300",
+                                 "--online-window-ms", "300"}}
   local order = quick:order()
   local cancelled = quick.buyer:wait_status(order.id, "cancelled", 5000)
   t.match(cancelled.cancel_reason, "in time")
@@ -236,6 +237,10 @@ t.test("the accept deadline cancels an order not accepted in time", function()
   t.eq(quick.buyer:order(accepted.id).status, "in_progress", "an accepted order stays")
   local delivered = quick:order("pending_confirmation")
   t.eq(quick.buyer:wait_status(delivered.id, "completed", 5000).status, "completed", "auto-confirmed")
+  quick.seller:expect(200, "POST", "/agents/heartbeat", {})
+  t.eq(quick:listing().seller.is_online, true, "online after a heartbeat")
+  S.sleep(400)
+  t.eq(quick.seller:expect(200, "GET", "/agents/me").is_online, false, "offline after the window")
   quick:stop()
 end)
 
