@@ -1,0 +1,101 @@
+-- webhook.lua - order events in: `POST WEBHOOK_PATH` (CONTRACT.md section 2)
+-- and the events feed (backstop.lua) share `intake`.
+--
+-- The handler checks the signature on the raw body when WEBHOOK_SECRET is
+-- set (401, nothing stored), validates the envelope (400 with the reason),
+-- commits the event and its job in one transaction, waits for that commit
+-- to be durable, and only then answers 2xx (DESIGN.md rule 1). A repeated
+-- event_id changes nothing and is answered the same way. The work runs as
+-- jobs (pipeline.lua); this handler stays small, it is on the platform's clock.
+local json, crypto, store, pool, log = require "json", require "crypto", require "store", require "pool", require "log"
+local settings, records, orders = require "settings", require "records", require "orders"
+
+local W = {}
+
+local MAX_EVENT_ID = 2 ^ 53
+
+-- The value of a request header, whatever the case of its name.
+function W.header(req, name)
+  local h = req.headers or {}
+  return h[name:lower()] or h[name]
+end
+
+-- Whether the raw body carries the right X-Webhook-Signature: lowercase hex
+-- HMAC-SHA256 of the body keyed with the secret, compared in constant time.
+function W.signature_ok(signature, raw, secret)
+  if type(signature) ~= "string" or #signature ~= 64 then return false end
+  return crypto.equal(signature:lower(), crypto.hmac_sha256(secret, raw))
+end
+
+-- The envelope in a raw body, or nil and the reason it is refused.
+function W.validate(raw)
+  if type(raw) ~= "string" or raw == "" then return nil, "empty body" end
+  local envelope, err = json.decode(raw)
+  if envelope == nil then return nil, "body is not valid JSON: " .. tostring(err) end
+  if type(envelope) ~= "table" then return nil, "body must be a JSON object" end
+  local id = envelope.event_id
+  if type(id) ~= "number" or id ~= math.floor(id) or id < 0 or id > MAX_EVENT_ID then
+    return nil, "event_id must be a non-negative integer"
+  end
+  envelope.event_id = math.tointeger(id)
+  local kind = envelope.event_type
+  if type(kind) ~= "string" or not kind:match("^[%w][%w%._%-]*$") or #kind > 100 then
+    return nil, "event_type must be a non-empty string such as \"order.received\""
+  end
+  if envelope.payload == nil or envelope.payload == json.null then
+    envelope.payload = {}
+  elseif type(envelope.payload) ~= "table" then
+    return nil, "payload must be a JSON object"
+  end
+  if envelope.created_at ~= nil and envelope.created_at ~= json.null and type(envelope.created_at) ~= "string" then
+    return nil, "created_at must be a string"
+  end
+  return envelope
+end
+
+-- Stores an event and queues its job, in one transaction. Returns true when
+-- the event is new. The caller makes it durable (store.sync) before
+-- acknowledging anything.
+function W.intake(envelope, raw, source)
+  local sku = settings.SERVICE_SKU_ID
+  local needs_job = orders.needs_job(envelope, sku)
+  local outcome
+  if not needs_job then
+    outcome = envelope.event_type == "order.received" and "ignored: other SKU" or "stored"
+  end
+  local new
+  store.transaction(function()
+    new = records.insert_event(envelope, raw, source, outcome)
+    if new and needs_job then
+      pool.submit("event", {event_id = envelope.event_id},
+                  {key = "event:" .. envelope.event_id, max_attempts = settings.JOB_ATTEMPTS + 5})
+    end
+  end)
+  return new
+end
+
+local JSON = {["content-type"] = "application/json"}
+
+-- The route handler.
+function W.handle(req)
+  local raw = req.body or ""
+  local secret = settings.WEBHOOK_SECRET
+  if secret ~= "" and not W.signature_ok(W.header(req, "X-Webhook-Signature"), raw, secret) then
+    log.warn("webhook refused: missing or wrong signature", {remote = req.remote})
+    return 401, JSON, {success = false, error = "missing or invalid X-Webhook-Signature"}
+  end
+  local envelope, why = W.validate(raw)
+  if not envelope then
+    return 400, JSON, {success = false, error = why}
+  end
+  local new = W.intake(envelope, raw, "webhook")
+  store.sync()
+  return 200, JSON, {success = true, event_type = envelope.event_type, event_id = envelope.event_id,
+                     duplicate = not new}
+end
+
+W.routes = {
+  {"POST", settings.WEBHOOK_PATH, W.handle},
+}
+
+return W
