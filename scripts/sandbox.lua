@@ -35,6 +35,19 @@ options:
   --model-key KEY           the model router's API key (default: generated and kept)
   --help                    this text
 
+control API (no auth, JSON):
+  POST   /_sandbox/faults     {"route":"/api/orders/{id}/accept","method":"POST","count":2,
+                               "status":503,"delay_ms":0,"retry_after":1,"body":{...},
+                               "kind":"image"|"text","mode":"error_object"|"no_images"}
+  GET    /_sandbox/faults     DELETE /_sandbox/faults
+  POST   /_sandbox/webhooks   {"drop":N,"drop_all":true|false,"duplicate":N}
+  POST   /_sandbox/model      {"image_latency_ms":N,"text_latency_ms":N}
+  GET    /_sandbox/calls[?order_id=X]   DELETE /_sandbox/calls
+  GET    /_sandbox/events[?order_id=X]  every event, its delivery attempts and ack state
+  POST   /_sandbox/agents     {"role":"buyer"|"seller","name":...}: another agent and its key
+  POST   /_sandbox/orders/{id}/resolve  {"outcome":"completed"|"cancelled","note":...}
+  GET    /_sandbox/health
+
 buyer commands:
   buy [--listing ID] --say TEXT [--requirement TEXT] [--timeout-ms N]
                             order, wait until the seller accepts, send TEXT

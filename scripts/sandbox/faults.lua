@@ -20,6 +20,8 @@ function faults.parse(body)
   if route:sub(1, 1) ~= "/" then
     web.fail(400, "route must be a path pattern such as /api/orders/{id}/accept", "validation_error", {field = "route"})
   end
+  -- CONTRACT.md writes marketplace routes relative to the base URL
+  if not route:find("^/api/") and not route:find("^/_sandbox/") then route = "/api" .. route end
   local method = web.text(body, "method", {max = 10})
   local status = web.number(body, "status", {integer = true, min = 100, max = 599})
   local delay = web.number(body, "delay_ms", {integer = true, min = 0, max = 600000}) or 0

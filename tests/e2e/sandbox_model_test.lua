@@ -249,6 +249,8 @@ t.test("faults: delay only, a custom body, one concrete path, clearing", functio
   t.eq(#list.faults, 1)
   t.eq((sb:control("DELETE", "/faults")), 200)
   t.eq((sb.buyer:request("GET", "/agents/me")), 200)
+  sb:control("POST", "/faults", {route = "/agents/me", status = 503})
+  t.eq((sb.buyer:request("GET", "/agents/me")), 503, "a route relative to the base URL")
   for _, bad in ipairs({{}, {route = "x", status = 500}, {route = "/a"}, {route = "/a", status = 99},
                         {route = "/a", status = 500, kind = "video"}, {route = "/a", mode = "weird"}}) do
     s, body = sb:control("POST", "/faults", bad)
