@@ -67,7 +67,11 @@ local function wrap(method, pattern, handler)
     local started = time.mono()
     req.params = req.params or {}
     local kind = is_model and model.kind_of(model.decode(req)) or nil
-    local fault = is_api and faults.take(method, pattern, req.path, kind) or nil
+    local fault
+    if is_api then
+      local ok, found = pcall(faults.take, method, pattern, req.path, kind)
+      if ok then fault = found else log.warn("sandbox could not read faults", {error = tostring(found)}) end
+    end
     local status, headers, body
     if fault and fault.delay_ms > 0 then time.sleep(fault.delay_ms) end
     if fault and fault.status and not fault.mode then
@@ -94,7 +98,7 @@ local function add(route_list)
   for _, r in ipairs(route_list) do
     local method, pattern = r[1], r[2]
     local handler = wrap(method, pattern, r[3])
-    app.routes[#app.routes + 1] = {method, pattern, handler, method = method, pattern = pattern, handler = handler}
+    app.routes[#app.routes + 1] = {method, pattern, handler}
   end
 end
 

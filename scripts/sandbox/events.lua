@@ -37,7 +37,8 @@ function events.batch()
 end
 
 -- How many times the next delivery goes out (0 = dropped), consuming the
--- control API's drop and duplicate counters. Runs in the caller's transaction.
+-- control API's drop and duplicate counters. Runs in the caller's
+-- transaction, only for an agent that has a webhook_url.
 local function copies_to_send()
   if db.setting("webhook_drop_all") == "1" then return 0 end
   local drop = db.setting_int("webhook_drop", 0)
@@ -64,10 +65,11 @@ function Batch:emit(recipients, event_type, payload)
     local envelope = json.encode({event_id = event_id, event_type = event_type, payload = payload,
                                   created_at = created_at})
     local agent = agents.get(agent_id)
-    local copies = copies_to_send()
-    local delivery = "pending"
-    if copies == 0 then delivery = "dropped"
-    elseif not agent.webhook_url then delivery = "no_webhook" copies = 0 end
+    local copies, delivery = 0, "no_webhook"
+    if agent.webhook_url then
+      copies = copies_to_send()
+      delivery = copies == 0 and "dropped" or "pending"
+    end
     store.exec("UPDATE events SET envelope = ?, delivery = ? WHERE event_id = ?", envelope, delivery, event_id)
     self.queued[#self.queued + 1] = {event_id = event_id, copies = copies}
   end
