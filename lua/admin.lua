@@ -36,7 +36,7 @@ end
 function A.generate(req)
   if not A.authorized(req) then return unauthorized() end
   local body = json.decode(req.body or "")
-  if type(body) ~= "table" then return bad_request("Body must be a JSON object") end
+  if type(body) ~= "table" or json.is_array(body) then return bad_request("Body must be a JSON object") end
   local input = body.input
   if input ~= nil and input ~= json.null and type(input) ~= "string" then return bad_request("input must be a string") end
   local requirement = prompt.requirement(type(input) == "string" and input or "", settings.MAX_REQUIREMENT_CHARS)

@@ -221,8 +221,6 @@ function P.read_message(order_id, event, job)
   if not messages then return retry_or_giveup(job, failure, "read_message", order_id) end
   local message = P.find_message(messages, p, agent_id)
   if not message then
-    log.warn("message.received names a message the platform does not have: forged, ignored",
-             {order_id = order_id, event_id = event.event_id})
     records.note(order_id, "forged_message", {event_id = event.event_id})
     return records.set_event_outcome(event.event_id, "forged: no such message")
   end
@@ -361,7 +359,6 @@ local function model_failed(task, failure, step)
   local attempts = (task.model_attempts or 0) + 1
   records.update_task(task.task_id, {model_attempts = attempts})
   records.note(task.order_id, step .. "_failed", failure.message, task.task_id)
-  log.warn("model call failed", {task_id = task.task_id, step = step, attempt = attempts, error = failure.message})
   if failure.retry and attempts < settings.MODEL_ATTEMPTS then
     local wait = backoff(settings.MODEL_RETRY_BASE_MS, attempts)
     if failure.retry_after_ms and failure.retry_after_ms > wait then wait = failure.retry_after_ms end
@@ -482,7 +479,6 @@ end
 function P.upload_failed(job, task, failure)
   local attempt = attempt_of(job)
   records.note(task.order_id, "upload_failed", failure.message, task.task_id)
-  log.warn("upload failed", {task_id = task.task_id, attempt = attempt, error = failure.message})
   if failure.retry and attempt < settings.JOB_ATTEMPTS then
     pool.retry_in(failure.retry_after_ms or backoff(settings.JOB_RETRY_BASE_MS, attempt), "upload: " .. failure.message)
   end

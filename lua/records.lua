@@ -2,7 +2,7 @@
 -- migrations.lua): events, orders and their timeline, tasks, the outbox of
 -- buyer messages, uploads, and small named values. Every function is one
 -- short statement or transaction; callers compose them.
-local store, json, time = require "store", require "json", require "time"
+local store, json, time, log = require "store", require "json", require "time", require "log"
 
 local M = {}
 
@@ -91,9 +91,13 @@ end
 
 -- Adds a line to an order's timeline: kind (a word), detail (text or a
 -- table, stored as JSON), the task it concerns.
+-- Every line is logged too (a task without an order is only logged).
 function M.note(order_id, kind, detail, task_id)
-  if not order_id then return end
   if type(detail) == "table" then detail = json.encode(detail) end
+  local failed = kind:find("failed") or kind == "forged_message" or kind == "stopped"
+  log[failed and "warn" or "info"]((order_id and "order " or "task ") .. kind:gsub("_", " "),
+    {order_id = order_id, task_id = task_id, detail = detail and #detail > 200 and detail:sub(1, 200) .. "..." or detail})
+  if not order_id then return end
   store.exec("INSERT INTO order_timeline(order_id, at, kind, detail, task_id) VALUES (?, ?, ?, ?, ?)",
              order_id, time.now(), kind, detail, task_id)
 end

@@ -32,7 +32,7 @@ function W.validate(raw)
   if type(raw) ~= "string" or raw == "" then return nil, "empty body" end
   local envelope, err = json.decode(raw)
   if envelope == nil then return nil, "body is not valid JSON: " .. tostring(err) end
-  if type(envelope) ~= "table" then return nil, "body must be a JSON object" end
+  if type(envelope) ~= "table" or json.is_array(envelope) then return nil, "body must be a JSON object" end
   local id = envelope.event_id
   if type(id) ~= "number" or id ~= math.floor(id) or id < 0 or id > MAX_EVENT_ID then
     return nil, "event_id must be a non-negative integer"
@@ -44,7 +44,7 @@ function W.validate(raw)
   end
   if envelope.payload == nil or envelope.payload == json.null then
     envelope.payload = {}
-  elseif type(envelope.payload) ~= "table" then
+  elseif type(envelope.payload) ~= "table" or json.is_array(envelope.payload) then
     return nil, "payload must be a JSON object"
   end
   if envelope.created_at ~= nil and envelope.created_at ~= json.null and type(envelope.created_at) ~= "string" then

@@ -21,7 +21,7 @@ t.test("bodies refused with a reason", function()
   local cases = {
     {"", "empty"},
     {"not json", "not valid JSON"},
-    {"[1, 2]", "event_id"},
+    {"[1, 2]", "object"},
     {"42", "object"},
     {'{"event_type": "order.received"}', "event_id"},
     {'{"event_id": "99", "event_type": "order.received"}', "event_id"},
@@ -33,6 +33,8 @@ t.test("bodies refused with a reason", function()
     {'{"event_id": 1, "event_type": 5}', "event_type"},
     {'{"event_id": 1, "event_type": "a b"}', "event_type"},
     {'{"event_id": 1, "event_type": "x", "payload": "p"}', "payload"},
+    {'{"event_id": 1, "event_type": "x", "payload": []}', "payload"},
+    {'{"event_id": 1, "event_type": "x", "payload": [1]}', "payload"},
     {'{"event_id": 1, "event_type": "x", "payload": {}, "created_at": 5}', "created_at"},
     {string.rep("[", 200) .. string.rep("]", 200), "JSON"},
   }
