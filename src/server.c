@@ -46,6 +46,7 @@
 #define SERVER_MAX_SEGMENTS 32
 #define SERVER_HEADER_SLACK 4096   /* pool room beyond max_header: MHD's own structures */
 #define SERVER_DISCARD_MAX (1 << 20)   /* an oversized chunked body read before cutting it */
+#define SERVER_DRAIN_SLACK_MS 1000     /* at stop, beyond the request time limit */
 
 typedef struct server {
   struct MHD_Daemon *daemon;
@@ -55,6 +56,7 @@ typedef struct server {
   size_t max_body, max_header;
   long timeout_ms;
   atomic_int held;               /* connections suspended until their group commit */
+  atomic_int in_flight;          /* requests begun and not yet completed */
   atomic_int stopping;
 } server;
 
@@ -64,7 +66,8 @@ typedef struct server_request {
   char *body;
   size_t body_len, body_cap;
   int too_large;
-  size_t discarded;              /* body bytes skipped once over the limit */
+  int answered;                  /* a response is queued */
+  size_t discarded;              /* body bytes skipped once over the limit or answered */
   int slot;                      /* stats slot of its route */
   long long started_us;
   struct MHD_Connection *conn;
@@ -696,6 +699,7 @@ static struct MHD_Response *server_error_response(int error) {
 static enum MHD_Result server_queue(server_request *req, struct MHD_Connection *conn,
                                     unsigned status, struct MHD_Response *resp) {
   if (!resp) return MHD_NO;
+  req->answered = 1;
   enum MHD_Result ok = MHD_queue_response(conn, status, resp);
   MHD_destroy_response(resp);
   server_count(req->slot, status, req->started_us);
@@ -861,6 +865,8 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
     req->srv = srv;
     req->started_us = clock_mono_us();
     *con_cls = req;
+    atomic_fetch_add(&srv->in_flight, 1);               /* before reading stopping: see server_stop */
+    if (atomic_load(&srv->stopping)) return server_queue_error(req, conn, SERVER_UNAVAILABLE);
     size_t header_bytes = strlen(url) + strlen(method) + 12;
     MHD_get_connection_values_n(conn, MHD_HEADER_KIND, server_count_header, &header_bytes);
     if (header_bytes > srv->max_header) return server_queue_error(req, conn, SERVER_HEADERS_TOO_LARGE);
@@ -872,13 +878,14 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
   if (*upload_size > 0) {
     size_t n = *upload_size;
     *upload_size = 0;
-    if (server_body_append(req, upload_data, n) == 0) return MHD_YES;
-    if (!req->too_large) return MHD_NO;                  /* out of memory: drop the connection */
-    /* MHD takes no response in mid-body: skip the rest to answer 413 after
-     * it, unless the client keeps sending far past the limit */
+    if (!req->answered && server_body_append(req, upload_data, n) == 0) return MHD_YES;
+    if (!req->answered && !req->too_large) return MHD_NO;     /* out of memory: drop the connection */
+    /* MHD still reads a body answered before it, and takes no response in
+     * mid-body: skip the rest, unless the client sends far too much */
     req->discarded += n;
     return req->discarded <= SERVER_DISCARD_MAX ? MHD_YES : MHD_NO;
   }
+  if (req->answered) return MHD_YES;                    /* the end of a body answered early */
   if (req->too_large) return server_queue_error(req, conn, SERVER_BODY_TOO_LARGE);
   return server_handle(srv, req, conn, url, method);
 }
@@ -887,6 +894,7 @@ static void server_completed(void *cls, struct MHD_Connection *conn, void **con_
                              enum MHD_RequestTerminationCode toe) {
   server_request *req = *con_cls;
   if (!req) return;
+  atomic_fetch_sub(&req->srv->in_flight, 1);
   if (req->held) MHD_destroy_response(req->held);
   free(req->body);
   free(req);
@@ -905,16 +913,24 @@ static void server_mhd_log(void *cls, const char *fmt, va_list ap) {
 
 static server *server_check(lua_State *L) { return luaL_checkudata(L, 1, SERVER_MT); }
 
-/* Stops the daemon once no connection waits for a group commit (MHD must
- * not stop with suspended connections). Safe to call twice. */
+static void server_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+/* Stops accepting, turns new requests on open connections away with 503,
+ * lets requests in flight finish (held ones until their group commit: MHD
+ * must not stop with suspended connections; the others for at most the
+ * request time limit), then stops the daemon. Safe to call twice. */
 static void server_stop(server *s) {
   if (!s->daemon) return;
-  atomic_store(&s->stopping, 1);                        /* before reading held: see server_hold */
-  while (atomic_load(&s->held) > 0) {
-    struct timespec ms = {0, 1000000};
-    nanosleep(&ms, NULL);
-  }
+  MHD_socket listener = MHD_quiesce_daemon(s->daemon);
+  atomic_store(&s->stopping, 1);                        /* before reading held and in_flight */
+  while (atomic_load(&s->held) > 0) server_sleep_ms(1);
+  long long drain_until = clock_mono_ms() + s->timeout_ms + SERVER_DRAIN_SLACK_MS;
+  while (atomic_load(&s->in_flight) > 0 && clock_mono_ms() < drain_until) server_sleep_ms(1);
   MHD_stop_daemon(s->daemon);
+  if (listener != MHD_INVALID_SOCKET) close(listener);
   s->daemon = NULL;
   char port[16];
   snprintf(port, sizeof port, "%u", s->port);

@@ -266,7 +266,30 @@ t.test("handlers that store.sync() answer after their group commit", function()
   one:stop()
   t.eq(ok, 32, "every request answered 200")
   t.eq(store.row("SELECT count(*) AS n FROM events").n, 32)
+  local res = assert(request{method = "POST", url = url("/commit"), body = "refused",
+                             headers = {["X-Big"] = string.rep("h", 10 * 1024)}})
+  t.eq(res.status, 431)
+  t.eq(store.row("SELECT count(*) AS n FROM events").n, 32, "a request answered early never reaches its handler")
   for i = 1, 32 do t.ok(ids[i], "id " .. i .. " answered") end
+end)
+
+t.test("stop under load answers every request that reached its handler", function()
+  for round = 1, 4 do
+    local busy = assert(server.start{module = "server_app", host = "127.0.0.1", port = 0, threads = 2})
+    local before = store.row("SELECT count(*) AS n FROM events").n
+    local cmd = {}
+    for i = 1, 40 do
+      cmd[#cmd + 1] = string.format("curl -s --max-time 20 -o /dev/null -w '%%{http_code}\\n' -X POST --data-binary x %s &",
+        q(url("/commit", busy)))
+    end
+    local p = assert(io.popen(table.concat(cmd, " ") .. " wait"))
+    t.eventually(function() return store.row("SELECT count(*) AS n FROM events").n >= before + 4 * round end,
+                 5000, "commits under way")
+    busy:stop()
+    local answered = select(2, p:read("a"):gsub("200", ""))
+    p:close()
+    t.eq(store.row("SELECT count(*) AS n FROM events").n - before, answered, "round " .. round)
+  end
 end)
 
 t.test("stats count requests by route and status, with latency", function()
