@@ -44,7 +44,13 @@
 #define SERVER_ROUTES_KEY "skudemo.server.routes"   /* registry: module -> compiled routes */
 #define SERVER_JSON_KEY "skudemo.server.json_encode"
 #define SERVER_MAX_SEGMENTS 32
-#define SERVER_HEADER_SLACK 4096   /* pool room beyond max_header: MHD's own structures */
+/* Headers are limited twice: the access handler answers a JSON 431 above
+ * max_header, and each connection's memory pool (max_header plus this
+ * slack for MHD's own structures) bounds what MHD reads at all; beyond it
+ * MHD itself answers 431 with an HTML body. Headers that fill the pool to
+ * its last few hundred bytes leave no room for any answer: MHD closes
+ * those connections without one. */
+#define SERVER_HEADER_SLACK 4096
 #define SERVER_DISCARD_MAX (1 << 20)   /* an oversized chunked body read before cutting it */
 #define SERVER_DRAIN_SLACK_MS 1000     /* at stop, beyond the request time limit */
 
@@ -1075,7 +1081,10 @@ static int server_lua_file(lua_State *L) {
 }
 
 /* server.stats(): {requests = {{method, route, status, count}...},
- * latency = {buckets = {{le, count}...} (cumulative, le in ms), sum_ms, count}}. */
+ * latency = {buckets = {{le, count}...} (cumulative, le in ms, the last
+ * one math.huge), sum_ms, count}}, over every server of the process.
+ * Requests that matched no route (or were refused before routing) have
+ * method and route ""; status 0 gathers a route's rarer statuses. */
 static int server_lua_stats(lua_State *L) {
   int n = atomic_load(&server_nslots);
   lua_createtable(L, 0, 2);                             /* stats */
