@@ -279,15 +279,25 @@ local function already_on_platform(order_id, row, agent_id)
   return shown > sent
 end
 
+-- Records an outbox message as on the platform.
+local function mark_sent(order_id, key, row, message_id, found)
+  store.transaction(function()
+    records.outbox_sent(key, message_id)
+    records.note(order_id, "message_sent", found and (row.template .. " (found on the platform)") or row.template)
+    if row.template == "guidance" then records.update_order(order_id, {guidance_at = time.now()}) end
+  end)
+end
+
 -- Sends the outbox message `key` once. Returns true when it is on the
--- platform; raises (retry) otherwise.
+-- platform; raises (retry) otherwise. A message an earlier attempt may
+-- have sent (it crashed or lost the answer) is looked for first.
 function P.send(job, order_id, key, template, vars)
   local row = records.outbox(key)
   if row and row.sent_at then return true end
   local agent_id = market.agent_id()
   if row then
     if already_on_platform(order_id, row, agent_id) then
-      records.outbox_sent(key, nil)
+      mark_sent(order_id, key, row, nil, true)
       return true
     end
   else
@@ -298,11 +308,7 @@ function P.send(job, order_id, key, template, vars)
   end
   local message, failure = market.send_message(order_id, row.content)
   if not message then return retry_or_giveup(job, failure, "message", order_id) end
-  store.transaction(function()
-    records.outbox_sent(key, message.id and tostring(message.id))
-    records.note(order_id, "message_sent", row.template)
-    if row.template == "guidance" then records.update_order(order_id, {guidance_at = time.now()}) end
-  end)
+  mark_sent(order_id, key, row, message.id and tostring(message.id))
   return true
 end
 

@@ -165,8 +165,12 @@ function W:order(id)
   return self.buyer:order(id)
 end
 
+-- Waits for the order's status; then a moment more, as the sandbox logs a
+-- call just after answering it.
 function W:wait_status(id, status, timeout_ms)
-  return self.buyer:wait_status(id, status, timeout_ms or 20000)
+  local order = self.buyer:wait_status(id, status, timeout_ms or 20000)
+  time.sleep(150)
+  return order
 end
 
 -- The seller's messages on an order (what the buyer read from us).
