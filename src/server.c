@@ -392,6 +392,8 @@ static int server_push_error(lua_State *L, int error) {
   return 3;
 }
 
+/* MHD iterators: they run inside server_dispatch; MHD holds no lock or
+ * buffer while iterating, so a Lua memory error may unwind through it. */
 static enum MHD_Result server_push_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                           size_t key_size, const char *value, size_t value_size) {
   lua_State *L = cls;                                   /* ..., headers */
