@@ -442,7 +442,8 @@ function P.attachment_description(task, index, count)
 end
 
 -- Job `upload` {task_id}: step 4, each image as an attachment (once), then
--- step 5, the task's line; then the delivery.
+-- step 5, the task's line; then the delivery. An upload an earlier attempt
+-- began is looked for on the platform first (by its description).
 function P.upload(payload, job)
   local task, here = task_at(payload.task_id, "upload")
   if not task then return end
@@ -450,18 +451,19 @@ function P.upload(payload, job)
   local paths, order_id = task.image_paths or {}, task.order_id
   local on_platform
   for i, path in ipairs(paths) do
-    if not records.upload(task.task_id, i) then
+    local done = records.upload(task.task_id, i)
+    if not (done and done.uploaded_at) then
       local description = P.attachment_description(task, i, #paths)
-      if not on_platform then
-        local failure
-        on_platform, failure = market.attachments(order_id)
-        if not on_platform then return P.upload_failed(job, task, failure) end
+      local file, failure
+      if not records.upload_begin(task.task_id, i, order_id, path) then
+        if not on_platform then
+          on_platform, failure = market.attachments(order_id)
+          if not on_platform then return P.upload_failed(job, task, failure) end
+        end
+        for _, f in ipairs(on_platform) do
+          if type(f) == "table" and f.description == description then file = f end
+        end
       end
-      local existing
-      for _, f in ipairs(on_platform) do
-        if type(f) == "table" and f.description == description then existing = f end
-      end
-      local file, failure = existing
       if not file then
         file, failure = market.upload(order_id, {
           path = path, filename = string.format("%s-%d.%s", task.task_id, i, path:match("%.(%w+)$") or "png"),
@@ -469,7 +471,7 @@ function P.upload(payload, job)
         })
       end
       if not file then return P.upload_failed(job, task, failure) end
-      records.upload_done(task.task_id, i, order_id, path, file.file_id and tostring(file.file_id))
+      records.upload_done(task.task_id, i, file.file_id and tostring(file.file_id))
       records.note(order_id, "uploaded", {file_id = file.file_id, path = path}, task.task_id)
     end
   end

@@ -179,9 +179,16 @@ function M.upload(task_id, index)
   return store.row("SELECT * FROM uploads WHERE task_id = ? AND image_index = ?", task_id, index)
 end
 
-function M.upload_done(task_id, index, order_id, path, file_id)
-  store.exec("INSERT OR REPLACE INTO uploads(task_id, image_index, order_id, path, file_id, uploaded_at) " ..
-             "VALUES (?, ?, ?, ?, ?, ?)", task_id, index, order_id, path, file_id, time.now())
+-- Records an upload about to be tried. Returns false when an earlier
+-- attempt got this far (it may have reached the platform).
+function M.upload_begin(task_id, index, order_id, path)
+  return store.exec("INSERT OR IGNORE INTO uploads(task_id, image_index, order_id, path) VALUES (?, ?, ?, ?)",
+                    task_id, index, order_id, path) == 1
+end
+
+function M.upload_done(task_id, index, file_id)
+  store.exec("UPDATE uploads SET file_id = ?, uploaded_at = ? WHERE task_id = ? AND image_index = ?",
+             file_id, time.now(), task_id, index)
 end
 
 -- ---- named values -------------------------------------------------------------
