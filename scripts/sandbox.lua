@@ -30,7 +30,8 @@ options:
   --text-latency-ms N       the text model's delay (default 0)
   --online-window-ms N      an agent is online this long after a heartbeat (default 180000)
   --max-file-bytes N        the attachment size cap (default 104857600)
-  --threads N               HTTP server threads: one per concurrent slow call (default 64)
+  --threads N               HTTP server threads; 0 (the default): a thread per
+                            connection, so slow model calls never queue
   --workers N               webhook delivery workers (default 8)
   --model-key KEY           the model router's API key (default: generated and kept)
   --help                    this text
@@ -127,7 +128,7 @@ local function run_sandbox(opts)
   if not settings.SANDBOX_WEBHOOK_RETRY_MS:match("^%s*%d+%s*[%d,%s]*$") then
     error("--webhook-retry-ms must be a comma-separated list of milliseconds", 0)
   end
-  local threads = int_option(opts, "threads", config.int("SANDBOX_THREADS", 64))
+  local threads = int_option(opts, "threads", config.int("SANDBOX_THREADS", 0))
   local workers = int_option(opts, "workers", config.int("SANDBOX_WORKERS", 8))
   local port = int_option(opts, "port", config.int("SANDBOX_PORT", 8900))
   local listen = opts.host or config.get("SANDBOX_HOST", "127.0.0.1")
@@ -156,10 +157,11 @@ local function run_sandbox(opts)
 
   pool.start{module = "sandbox.app", workers = workers}
   -- Every client is on loopback, so no per-client cap; a slow model call
-  -- holds its thread, so the thread count is the concurrency.
-  local srv, err = server.start{module = "sandbox.app", host = listen, port = port, threads = threads,
+  -- holds its thread, so by default each connection gets its own.
+  local srv, err = server.start{module = "sandbox.app", host = listen, port = port,
+                                threads = math.max(threads, 1), per_connection = threads == 0,
                                 max_body = settings.SANDBOX_MAX_FILE_BYTES + 1024 * 1024,
-                                max_connections = math.max(1024, threads * 4), per_client = 0,
+                                max_connections = 1024, per_client = 0,
                                 timeout_ms = 15 * 60 * 1000}
   if not srv then error(err, 0) end
   local shown_host = (listen == "0.0.0.0" or listen == "::") and "127.0.0.1" or listen

@@ -64,6 +64,7 @@ typedef struct server {
   atomic_int held;               /* connections suspended until their group commit */
   atomic_int in_flight;          /* requests begun and not yet completed */
   atomic_int stopping;
+  int per_connection;            /* a thread per connection: handlers may block */
 } server;
 
 /* One request, from MHD's first call until it completes. */
@@ -793,9 +794,9 @@ static enum MHD_Result server_handle(server *srv, server_request *req, struct MH
   int top = lua_gettop(L);
   lua_pushcfunction(L, server_dispatch);
   lua_pushlightuserdata(L, &c);
-  store_defer_sync_begin();
+  if (!srv->per_connection) store_defer_sync_begin();   /* else store.sync() just blocks */
   int st = host_pcall(L, 1, 3, srv->timeout_ms);        /* status, headers, body, or error */
-  uint64_t ticket = store_defer_sync_end();
+  uint64_t ticket = srv->per_connection ? 0 : store_defer_sync_end();
   req->slot = c.slot;
   char limit[24];
   snprintf(limit, sizeof limit, "%ld", srv->timeout_ms);
@@ -975,8 +976,11 @@ static int server_address(const char *host, unsigned port, struct sockaddr_stora
 }
 
 /* server.start{module, host, port, threads, max_body, max_header,
- * max_connections, per_client, timeout_ms, idle_timeout_s}: a running
- * server, or nil, err when it cannot listen. */
+ * max_connections, per_client, timeout_ms, idle_timeout_s, per_connection}:
+ * a running server, or nil, err when it cannot listen. per_connection gives
+ * each connection its own thread (and Lua state): for handlers that wait,
+ * like the sandbox's slow model, which would otherwise queue behind each
+ * other on a pool thread. */
 static int server_lua_start(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "module");
@@ -994,12 +998,16 @@ static int server_lua_start(lua_State *L) {
   long per_client = server_opt_int(L, "per_client", "SERVER_PER_CLIENT", 64, 0, 1 << 20);
   long timeout_ms = server_opt_int(L, "timeout_ms", "REQUEST_TIMEOUT_MS", 10000, 0, 1L << 30);
   long idle_s = server_opt_int(L, "idle_timeout_s", "SERVER_IDLE_TIMEOUT_S", 30, 0, 1 << 20);
+  lua_getfield(L, 1, "per_connection");
+  int per_connection = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   server_routes_get(L, module);                         /* a broken route list fails here */
   lua_pop(L, 1);
 
   server *s = lua_newuserdatauv(L, sizeof *s, 0);
   *s = (server){.port = (unsigned)port, .max_body = (size_t)max_body,
-                .max_header = (size_t)max_header, .timeout_ms = timeout_ms};
+                .max_header = (size_t)max_header, .timeout_ms = timeout_ms,
+                .per_connection = per_connection};
   snprintf(s->module, sizeof s->module, "%s", module);
   snprintf(s->host, sizeof s->host, "%s", host);
   luaL_setmetatable(L, SERVER_MT);
@@ -1015,8 +1023,11 @@ static int server_lua_start(lua_State *L) {
   pthread_once(&server_vm_once, server_vm_key_init);
   if (!host_app()[0]) host_set_app(s->module);
   config_freeze();
-  unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                   MHD_USE_ERROR_LOG | (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                   (addr.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0) |
+                   (per_connection ? MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL
+                                   : MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME);
+  if (per_connection) threads = 1;                      /* no pool: a thread per connection */
   struct MHD_OptionItem limits[] = {
       {MHD_OPTION_CONNECTION_LIMIT, max_conns, NULL},
       {MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_client, NULL},
