@@ -23,7 +23,7 @@ UNIT     = $(wildcard tests/unit/*_test.c)
 DEBIAN_PKGS = build-essential pkg-config liblua5.4-dev lua-cjson-dev libmicrohttpd-dev \
               libcurl4-openssl-dev libsqlite3-dev libssl-dev sqlite3 ca-certificates curl \
               wrk python3 python3-fastapi python3-uvicorn nginx libnginx-mod-http-lua \
-              chromium valgrind
+              chromium chromium-driver valgrind
 
 .PHONY: all deps test asan bench demo install clean unit
 all: $(BIN)

@@ -150,7 +150,31 @@ function B.metrics_text()
   for state, n in pairs(B.order_counts()) do metrics.set("skudemo_orders", {state = state}, n) end
   metrics.help("skudemo_reloads_total", "Script reloads (SIGHUP), by result.")
   metrics.set("skudemo_scripts_generation", nil, host.generation())
-  return metrics.render()
+  return metrics.render() .. B.http_metrics_text()
+end
+
+local function label(v)
+  return (tostring(v):gsub('[\\"]', "\\%0"):gsub("\n", "\\n"))
+end
+
+-- The server's own counters (kept in C for every request) as Prometheus text.
+function B.http_metrics_text()
+  local stats = require("server").stats()
+  local out = {"# HELP skudemo_http_requests_total HTTP requests by route and status.",
+               "# TYPE skudemo_http_requests_total counter"}
+  for _, r in ipairs(stats.requests) do
+    out[#out + 1] = string.format('skudemo_http_requests_total{method="%s",route="%s",status="%s"} %d',
+                                  label(r.method), label(r.route), label(r.status), r.count)
+  end
+  out[#out + 1] = "# HELP skudemo_http_request_duration_seconds Time from request to response."
+  out[#out + 1] = "# TYPE skudemo_http_request_duration_seconds histogram"
+  for _, b in ipairs(stats.latency.buckets) do
+    local le = b.le == math.huge and "+Inf" or string.format("%g", b.le / 1000)
+    out[#out + 1] = string.format('skudemo_http_request_duration_seconds_bucket{le="%s"} %d', le, b.count)
+  end
+  out[#out + 1] = string.format("skudemo_http_request_duration_seconds_sum %.6f", stats.latency.sum_ms / 1000)
+  out[#out + 1] = string.format("skudemo_http_request_duration_seconds_count %d", stats.latency.count)
+  return table.concat(out, "\n") .. "\n"
 end
 
 -- A safe path of a delivered image, or nil: only a plain file name that

@@ -11,6 +11,7 @@
 --   outbox          messages to buyers, so none is sent twice
 --   uploads         attachments uploaded for a task, so none is uploaded twice
 --   kv              small named values (the events feed cursor)
+--   admin_signins   failed admin sign-ins, for the rate limit
 local store = require "store"
 
 local M = {}
@@ -105,6 +106,15 @@ M.steps = {
     key    TEXT PRIMARY KEY,
     value  TEXT
   );
+  ]],
+
+  -- 2: failed admin sign-ins, for the per-client rate limit (admin_page.lua)
+  [[
+  CREATE TABLE IF NOT EXISTS admin_signins (
+    remote  TEXT NOT NULL,
+    at      INTEGER NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS admin_signins_remote ON admin_signins(remote, at);
   ]],
 }
 
