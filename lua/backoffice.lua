@@ -37,7 +37,8 @@ local function image_entries(task)
   local out = {}
   for _, name in ipairs(image_names(task)) do
     out[#out + 1] = {name = name, url = "/admin/images/" .. name, prompt = task.optimized_prompt
-      or task.original_input, task_id = task.task_id, order_id = task.order_id,
+      or task.original_input, requirement = task.original_input, task_id = task.task_id,
+      order_id = task.order_id,
       at = task.completed_at or task.created_at}
   end
   return out

@@ -43,6 +43,13 @@ function H.match(s, pattern, msg)
   end
 end
 
+-- s contains sub, as plain text.
+function H.contains(s, sub, msg)
+  if type(s) ~= "string" or not s:find(sub, 1, true) then
+    fail((msg and msg .. ": " or "") .. "expected " .. show(s) .. " to contain " .. show(sub))
+  end
+end
+
 -- Deep equality of plain data.
 function H.same(got, want, msg)
   local function same(a, b)

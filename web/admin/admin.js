@@ -49,8 +49,8 @@ function drawAttention(o) {
 function drawGallery(o) {
   const images = o.images || [];
   if (!images.length) return;
-  $("gallery").innerHTML = images.map((im) => `<figure data-src="${esc(im.url)}" data-prompt="${esc(im.prompt)}" data-title="${esc(im.order_id || im.task_id)}">
-    <img src="${esc(im.url)}" alt="${esc(im.prompt)}" loading="lazy"><figcaption>${esc(im.prompt)}</figcaption></figure>`).join("");
+  $("gallery").innerHTML = images.map((im) => `<figure data-src="${esc(im.url)}" data-prompt="${esc(im.prompt)}" data-title="${esc(im.requirement)}">
+    <img src="${esc(im.url)}" alt="${esc(im.requirement)}" loading="lazy"><figcaption title="${esc(im.requirement)}">${esc(im.requirement)}</figcaption></figure>`).join("");
 }
 
 function drawOrders(o) {
@@ -96,7 +96,7 @@ document.addEventListener("click", async (ev) => {
   }
   $("image-full").src = t.dataset.src;
   $("image-title").textContent = t.dataset.title;
-  $("image-prompt").textContent = t.dataset.prompt;
+  $("image-prompt").textContent = "Prompt: " + t.dataset.prompt;
   $("image-dialog").showModal();
 });
 
