@@ -116,6 +116,10 @@ M.steps = {
   );
   CREATE INDEX IF NOT EXISTS admin_signins_remote ON admin_signins(remote, at);
   ]],
+  -- 3: webhook intake is the hot path: no index the fulfillment never reads by
+  [[
+  DROP INDEX IF EXISTS events_order;
+  ]],
 }
 
 -- The version the store is at.

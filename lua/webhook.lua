@@ -63,10 +63,11 @@ function W.intake(envelope, raw, source)
   if not needs_job then
     outcome = envelope.event_type == "order.received" and "ignored: other SKU" or "stored"
   end
+  if not needs_job then return records.insert_event(envelope, raw, source, outcome) end
   local new
   store.transaction(function()
     new = records.insert_event(envelope, raw, source, outcome)
-    if new and needs_job then
+    if new then
       pool.submit("event", {event_id = envelope.event_id},
                   {key = "event:" .. envelope.event_id, max_attempts = settings.JOB_ATTEMPTS + 5})
     end
