@@ -211,6 +211,9 @@ function P.read_message(order_id, event, job)
   if not order then
     local failure
     order, failure = adopt_order(order_id)
+    if not order and (failure.status == 403 or failure.status == 404) then
+      return records.set_event_outcome(event.event_id, "ignored: no such order of ours (" .. failure.message .. ")")
+    end
     if not order then return retry_or_giveup(job, failure, "read_order", order_id) end
   end
   if order.ours ~= 1 then return records.set_event_outcome(event.event_id, "ignored: other SKU") end
@@ -218,6 +221,10 @@ function P.read_message(order_id, event, job)
 
   local agent_id = market.agent_id()
   local messages, failure = market.messages(order_id)
+  if not messages and (failure.status == 403 or failure.status == 404) then
+    records.note(order_id, "forged_message", {event_id = event.event_id, error = failure.message})
+    return records.set_event_outcome(event.event_id, "forged: " .. failure.message)
+  end
   if not messages then return retry_or_giveup(job, failure, "read_message", order_id) end
   local message = P.find_message(messages, p, agent_id)
   if not message then

@@ -118,6 +118,20 @@ t.test("a forged message.received costs nothing", explain(function()
   t.eq(#w:our_messages(order.id), 1)
 end))
 
+t.test("a message.received for an order that does not exist is ignored", explain(function()
+  local since = w:mark()
+  local res = w:post_webhook{event_id = 900000002, event_type = "message.received",
+    payload = {order_id = "no-such-order", message_id = "m1", sender_id = "someone", content = "a red cat"}}
+  t.eq(res.status, 200)
+  t.eventually(function()
+    local e = w:row("SELECT outcome FROM events WHERE event_id = 900000002")
+    return e and e.outcome
+  end, 10000, "an outcome")
+  t.match(w:row("SELECT outcome FROM events WHERE event_id = 900000002").outcome, "no such order")
+  t.eq(w:model_calls(nil, since), 0)
+  t.eq(#require("pool").jobs{state = "dead"}, 0, "no dead job")
+end))
+
 t.test("an event only in the events feed is handled, once", explain(function()
   w:webhooks{drop = 1}
   local order = w.buyer:place_order(w.sku)
