@@ -81,12 +81,49 @@ static void store_conn_free(void *p) {
 
 static void store_key_init(void) { pthread_key_create(&store_key, store_conn_free); }
 
-/* Replaces SQLite's autocheckpoint hook (same threshold) and tells the
- * commit listener, in the thread that just committed. */
+/* The checkpointer: SQLite's autocheckpoint would copy the WAL into the
+ * database (two fsyncs) inside whichever commit crossed the threshold, an
+ * HTTP request's, say. Instead that commit only wakes this thread, which
+ * checkpoints PASSIVE-ly on its own connection while writers go on. */
+static pthread_mutex_t store_ckpt_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t store_ckpt_wake = PTHREAD_COND_INITIALIZER;
+static pthread_once_t store_ckpt_once = PTHREAD_ONCE_INIT;
+static int store_ckpt_wanted;
+
+static void *store_checkpointer_main(void *arg) {
+  (void)arg;
+  for (;;) {
+    pthread_mutex_lock(&store_ckpt_lock);
+    while (!store_ckpt_wanted) pthread_cond_wait(&store_ckpt_wake, &store_ckpt_lock);
+    store_ckpt_wanted = 0;
+    pthread_mutex_unlock(&store_ckpt_lock);
+    char err[STORE_ERR];
+    sqlite3 *db = store_db(err, sizeof err);
+    if (db && sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL) != SQLITE_OK
+        && sqlite3_errcode(db) != SQLITE_BUSY)
+      log_event(LOG_WARN, "store: checkpoint failed", "error", sqlite3_errmsg(db), NULL);
+  }
+  return NULL;
+}
+
+static void store_checkpointer_start(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, store_checkpointer_main, NULL) == 0) pthread_detach(t);
+  else log_event(LOG_ERROR, "store: cannot start the checkpointer", "error", strerror(errno), NULL);
+}
+
+/* Replaces SQLite's autocheckpoint hook (same threshold, but the work is
+ * done by the checkpointer) and tells the commit listener, in the thread
+ * that just committed. */
 static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
-  (void)ud;
-  if (frames >= STORE_CHECKPOINT_FRAMES)
-    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+  (void)ud, (void)db, (void)name;
+  if (frames >= STORE_CHECKPOINT_FRAMES) {
+    pthread_once(&store_ckpt_once, store_checkpointer_start);
+    pthread_mutex_lock(&store_ckpt_lock);
+    store_ckpt_wanted = 1;
+    pthread_cond_signal(&store_ckpt_wake);
+    pthread_mutex_unlock(&store_ckpt_lock);
+  }
   store_commit_cb fn = atomic_load(&store_commit_fn);
   if (fn) fn();
   return SQLITE_OK;
@@ -120,7 +157,8 @@ static sqlite3 *store_connect(const char *path, char *err, size_t errlen) {
   if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, STORE_BUSY_MS);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db,
-                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON",
+                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                      "PRAGMA journal_size_limit=67108864",
                       NULL, NULL, NULL);
   if (rc != SQLITE_OK) {
     snprintf(err, errlen, "store: cannot open %s: %s", path,
