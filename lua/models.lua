@@ -9,7 +9,7 @@
 -- error object and an image call's 200 without images are worth another
 -- try; 400, 401, 402, 403 (and other 4xx) never are. The caller (the task
 -- pipeline) decides when to try again.
-local http, json = require "http", require "json"
+local http, json, time, metrics = require "http", require "json", require "time", require "metrics"
 local settings, prompt = require "settings", require "prompt"
 
 local M = {}
@@ -80,9 +80,21 @@ function M.image_urls(body)
   return urls
 end
 
--- POST /chat/completions with body (a table); the decoded answer or nil, failure.
-function M.chat(body)
+metrics.help("skudemo_model_calls_total", "Model calls by kind (text, image) and outcome (ok, retryable, failed).")
+metrics.help("skudemo_model_call_seconds", "Model call latency by kind.")
+
+-- Counts a model call on /metrics.
+local function count(kind, started, failure)
+  local outcome = not failure and "ok" or failure.retry and "retryable" or "failed"
+  metrics.inc("skudemo_model_calls_total", {kind = kind, outcome = outcome})
+  metrics.observe("skudemo_model_call_seconds", {kind = kind}, (time.mono() - started) / 1000)
+end
+
+-- POST /chat/completions with body (a table); the decoded answer or nil,
+-- failure. kind ("text" or "image") labels the call on /metrics.
+function M.chat(body, kind)
   local key = settings.OPENROUTER_API_KEY
+  local started = time.mono()
   local res, err = http.request{
     method = "POST",
     url = settings.OPENROUTER_BASE_URL:gsub("/+$", "") .. "/chat/completions",
@@ -90,7 +102,9 @@ function M.chat(body)
     json = body,
     timeout = settings.MODEL_TIMEOUT_MS,
   }
-  return M.classify(res, err)
+  local answer, failure = M.classify(res, err)
+  if kind ~= "image" then count(kind or "text", started, failure) end
+  return answer, failure
 end
 
 -- Step 1: the requirement analysed by the text model. Returns the analysis
@@ -98,7 +112,7 @@ end
 function M.analyze(requirement, image_type)
   local request = prompt.analysis_request(requirement, image_type)
   request.model = settings.TEXT_MODEL
-  local body, failure = M.chat(request)
+  local body, failure = M.chat(request, "text")
   if not body then return nil, failure end
   local message = first_message(body)
   local analysis, why = prompt.parse_analysis(message and message.content)
@@ -112,17 +126,19 @@ end
 -- Step 2: the image model. Returns a list of image URLs (at least one) or
 -- nil and a failure.
 function M.draw(image_prompt, aspect_ratio)
-  local body, failure = M.chat{
+  local started = time.mono()
+  local body, failure = M.chat({
     model = settings.IMAGE_MODEL,
     messages = {{role = "user", content = image_prompt}},
     modalities = {"image", "text"},
     image_config = {aspect_ratio = aspect_ratio},
-  }
-  if not body then return nil, failure end
-  local urls = M.image_urls(body)
-  if #urls == 0 then
-    return nil, {retry = true, status = 200, message = "the model answered without an image", kind = "no_images"}
+  }, "image")
+  local urls = body and M.image_urls(body) or {}
+  if body and #urls == 0 then
+    failure = {retry = true, status = 200, message = "the model answered without an image", kind = "no_images"}
   end
+  count("image", started, failure)
+  if failure then return nil, failure end
   return urls
 end
 

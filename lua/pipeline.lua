@@ -13,13 +13,15 @@
 -- what the store (and, where a crash could hide it, the platform) says is
 -- done. Every job about an order first checks that automation still runs
 -- for it: after a cancel, reject or dispute, pending jobs do nothing.
-local pool, store, log, time, crypto, json =
-  require "pool", require "store", require "log", require "time", require "crypto", require "json"
+local pool, store, log, time, crypto, json, metrics =
+  require "pool", require "store", require "log", require "time", require "crypto", require "json", require "metrics"
 local settings, records, orders, replies, prompt, models, market, images, tasklog =
   require "settings", require "records", require "orders", require "replies", require "prompt",
   require "models", require "market", require "images", require "tasklog"
 
 local P = {}
+
+metrics.help("skudemo_uploads_total", "Attachment uploads by outcome (ok, failed).")
 
 -- ---- job plumbing -------------------------------------------------------------
 
@@ -477,7 +479,11 @@ function P.upload(payload, job)
           content_type = images.content_type(path), description = description,
         })
       end
-      if not file then return P.upload_failed(job, task, failure) end
+      if not file then
+        metrics.inc("skudemo_uploads_total", {outcome = "failed"})
+        return P.upload_failed(job, task, failure)
+      end
+      metrics.inc("skudemo_uploads_total", {outcome = "ok"})
       records.upload_done(task.task_id, i, file.file_id and tostring(file.file_id))
       records.note(order_id, "uploaded", {file_id = file.file_id, path = path}, task.task_id)
     end

@@ -7,7 +7,8 @@
 -- to be durable, and only then answers 2xx (DESIGN.md rule 1). A repeated
 -- event_id changes nothing and is answered the same way. The work runs as
 -- jobs (pipeline.lua); this handler stays small, it is on the platform's clock.
-local json, crypto, store, pool, log = require "json", require "crypto", require "store", require "pool", require "log"
+local json, crypto, store, pool, log, metrics =
+  require "json", require "crypto", require "store", require "pool", require "log", require "metrics"
 local settings, records, orders = require "settings", require "records", require "orders"
 
 local W = {}
@@ -77,20 +78,38 @@ end
 
 local JSON = {["content-type"] = "application/json"}
 
+-- Event types labelled by name on /metrics (CONTRACT.md); any other is
+-- "other", so a stream of invented types cannot grow the series.
+W.known_types = {}
+for kind in ([[order.received order.accepted order.rejected order.completed order.confirmed order.cancelled
+               message.received dispute.raised dispute.resolved uat.received]]):gmatch("%S+") do
+  W.known_types[kind] = true
+end
+
+metrics.help("skudemo_webhook_events_total", "Webhook events by type and outcome (new, duplicate, rejected).")
+
+local function count(kind, outcome)
+  metrics.inc("skudemo_webhook_events_total", {type = W.known_types[kind] and kind or
+                                               (kind and "other" or "unknown"), outcome = outcome})
+end
+
 -- The route handler.
 function W.handle(req)
   local raw = req.body or ""
   local secret = settings.WEBHOOK_SECRET
   if secret ~= "" and not W.signature_ok(W.header(req, "X-Webhook-Signature"), raw, secret) then
     log.warn("webhook refused: missing or wrong signature", {remote = req.remote})
+    count(nil, "rejected")
     return 401, JSON, {success = false, error = "missing or invalid X-Webhook-Signature"}
   end
   local envelope, why = W.validate(raw)
   if not envelope then
+    count(nil, "rejected")
     return 400, JSON, {success = false, error = why}
   end
   local new = W.intake(envelope, raw, "webhook")
   store.sync()
+  count(envelope.event_type, new and "new" or "duplicate")
   return 200, JSON, {success = true, event_type = envelope.event_type, event_id = envelope.event_id,
                      duplicate = not new}
 end
