@@ -38,6 +38,26 @@ t.test("the guide's settings come first", function()
     "WEBHOOK_PATH", "WEBHOOK_PUBLIC_BASE_URL", "APP_PORT", "OPENROUTER_API_KEY", "OPENROUTER_BASE_URL", "DATA_DIR"})
 end)
 
+-- Every setting name read anywhere in the project (C, lua/, scripts/, bench/).
+local function names_read()
+  local names = {}
+  local f = assert(io.popen([[grep -rhoE 'config(_|\.)(get|int|path|bool)\("[A-Z_0-9]+"' src lua scripts bench 2>/dev/null]]))
+  for name in f:read("a"):gmatch('"([A-Z_0-9]+)"') do names[name] = true end
+  f:close()
+  return names
+end
+
+t.test(".env.example lists every setting the project reads", function()
+  local internal = {SKUDEMO_LUA_DIR_RESOLVED = true, SKUDEMO_SCRIPTS_DIR_RESOLVED = true,
+                    SKUDEMO_WEB_DIR_RESOLVED = true, SANDBOX_ = true}
+  local count = 0
+  for name in pairs(names_read()) do
+    count = count + 1
+    if not internal[name] then t.ok(find(name), name .. " in .env.example") end
+  end
+  t.ok(count > 30, "the search found the settings")
+end)
+
 t.test("settings are typed and defaulted", function()
   t.eq(math.type(settings.APP_PORT), "integer")
   t.eq(type(settings.WEBHOOK_PATH), "string")
