@@ -25,8 +25,9 @@ metrics.help("skudemo_uploads_total", "Attachment uploads by outcome (ok, failed
 
 -- ---- job plumbing -------------------------------------------------------------
 
+-- Which run of its job this is (1 the first; pool.lua counts claims).
 local function attempt_of(job)
-  return type(job) == "table" and tonumber(job.attempts or job.attempt) or 1
+  return type(job) == "table" and tonumber(job.attempt) or 1
 end
 
 local function backoff(base, attempt)
@@ -275,10 +276,11 @@ end
 -- ---- replies ----------------------------------------------------------------------------
 
 -- Whether the platform shows more of our messages with this content than
--- we recorded as sent: then an earlier attempt did send it.
+-- we recorded as sent: then an earlier attempt did send it. Nil and the
+-- failure when the platform cannot be asked.
 local function already_on_platform(order_id, row, agent_id)
-  local messages = market.messages(order_id)
-  if not messages then return false end
+  local messages, failure = market.messages(order_id)
+  if not messages then return nil, failure end
   local shown = 0
   for _, m in ipairs(messages) do
     if m.content == row.content and tostring(m.sender_id) == agent_id then shown = shown + 1 end
@@ -305,7 +307,9 @@ function P.send(job, order_id, key, template, vars)
   if row and row.sent_at then return true end
   local agent_id = market.agent_id()
   if row then
-    if already_on_platform(order_id, row, agent_id) then
+    local found, failure = already_on_platform(order_id, row, agent_id)
+    if found == nil then return retry_or_giveup(job, failure, "message", order_id) end
+    if found then
       mark_sent(order_id, key, row, nil, true)
       return true
     end
@@ -340,11 +344,12 @@ function P.create_task(t)
   return task_id
 end
 
--- Ends a task: status, reason, completion time, then its task-log line.
+-- Ends a task: status, reason, completion time. Its task-log line is
+-- written after the transaction this runs in (tasklog.write), never while
+-- it holds the store's write lock.
 local function finish_task(task_id, status, error_message)
   records.update_task(task_id, {status = status, error_message = error_message or json.null,
                                 completed_at = time.now()})
-  tasklog.write(task_id)
 end
 
 -- A task whose order stopped meanwhile ends here, its images kept.
@@ -352,17 +357,21 @@ local function task_order_stopped(task)
   if not task.order_id or task.source ~= "order" then return false end
   local order = records.order(task.order_id)
   if order and order.stopped == 1 then
-    records.update_task(task.task_id, {step = task.step})
-    finish_task(task.task_id, "failed", "automation stopped: order " .. order.state)
-    records.note(task.order_id, "task_stopped", order.state, task.task_id)
+    store.transaction(function()
+      finish_task(task.task_id, "failed", "automation stopped: order " .. order.state)
+      records.note(task.order_id, "task_stopped", order.state, task.task_id)
+    end)
+    tasklog.write(task.task_id)
     return true
   end
   return false
 end
 
--- The task still to be worked on at `step`, or nil.
+-- The task still to be worked on at `step`, or nil. A finished task whose
+-- line a crash kept out of the task log gets it here.
 local function task_at(task_id, step)
   local task = records.task(task_id)
+  if task and not orders.task_active[task.status] and task.logged ~= 2 then tasklog.write(task_id) end
   if not task or not orders.task_active[task.status] then return nil end
   if task_order_stopped(task) then return nil end
   return task, task.step == step
@@ -388,6 +397,7 @@ local function model_failed(task, failure, step)
                "reply:generation_failed:" .. task.task_id)
     end
   end)
+  tasklog.write(task.task_id)
 end
 
 local function generation_params(analysis)
@@ -436,12 +446,15 @@ function P.generate(payload, job)
   local to_order = task.order_id ~= nil
   store.transaction(function()
     records.update_task(task.task_id, {image_paths = json.array(paths), generation_params = params,
-                                       status = to_order and "uploading" or "success",
-                                       step = to_order and "upload" or "done"})
+                                       status = "uploading", step = to_order and "upload" or "done"})
     records.note(task.order_id, "generated", {count = #paths, paths = paths}, task.task_id)
-    if to_order then P.submit("upload", {task_id = task.task_id}, "upload:" .. task.task_id) end
+    if to_order then
+      P.submit("upload", {task_id = task.task_id}, "upload:" .. task.task_id)
+    else
+      finish_task(task.task_id, "success")
+    end
   end)
-  if not to_order then finish_task(task.task_id, "success") end
+  if not to_order then tasklog.write(task.task_id) end
 end
 
 -- The attachment description: names the order, the task and the image, so
@@ -493,6 +506,7 @@ function P.upload(payload, job)
     finish_task(task.task_id, "success")
     P.submit("deliver", {task_id = task.task_id}, "deliver:" .. task.task_id)
   end)
+  tasklog.write(task.task_id)
 end
 
 -- An upload failed: try again later while it is worth it; at the end the
@@ -512,6 +526,7 @@ function P.upload_failed(job, task, failure)
                "reply:upload_failed:" .. task.task_id)
     end
   end)
+  tasklog.write(task.task_id)
 end
 
 -- Job `deliver` {task_id}: the delivered message, then complete (retried
