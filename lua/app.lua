@@ -2,28 +2,21 @@
 -- start-up and reload hooks. The parts live in the modules named after
 -- them; this file only puts them together.
 local store, fs, log = require "store", require "fs", require "log"
-local settings, migrations, market, replies, webhook, admin, pipeline, backstop, orders =
-  require "settings", require "migrations", require "market", require "replies", require "webhook",
-  require "admin", require "pipeline", require "backstop", require "orders"
+local settings, migrations, market, replies, pipeline, backstop =
+  require "settings", require "migrations", require "market", require "replies", require "pipeline",
+  require "backstop"
 
 local app = {}
 
 app.ADMIN_SECRET_MIN_LENGTH = 16
 
--- The modules that bring routes: the webhook and the image API here; the
--- back office (health, metrics, the admin page) when it is installed.
+-- The modules that bring routes: order events in, the image API, and the
+-- back office (health, metrics, the admin page).
 app.route_modules = {"webhook", "admin", "ops", "admin_page"}
 
 app.routes = {}
 for _, name in ipairs(app.route_modules) do
-  local ok, module = pcall(require, name)
-  if not ok and name ~= "webhook" and name ~= "admin" and tostring(module):find("module '[%w_.]+' not found") then
-    log.warn("routes not loaded", {module = name, error = tostring(module):match("^[^\n]*")})
-  elseif not ok then
-    error(module, 0)
-  else
-    for _, route in ipairs(module.routes) do app.routes[#app.routes + 1] = route end
-  end
+  for _, route in ipairs(require(name).routes) do app.routes[#app.routes + 1] = route end
 end
 
 app.jobs = {}
@@ -66,7 +59,6 @@ function app.check()
   for name, fn in pairs(app.jobs) do
     assert(type(fn) == "function", "job " .. name .. " has no function")
   end
-  assert(type(orders.decide) == "function" and type(pipeline.create_task) == "function")
 end
 
 function app.started(server)

@@ -107,5 +107,14 @@ t.test("webhook show and set (with a generated secret)", explain(function()
   t.eq(w.seller:expect(200, "GET", "/agents/me").webhook_url, w.url .. "/api/v1/webhook/orders")
 end))
 
+t.test("serve refuses to start without a long ADMIN_SECRET", explain(function()
+  local port = require("proc").free_port()
+  for _, case in ipairs{{"", "not set"}, {"short-secret", "too short"}} do
+    local code, out = w:run({"serve"}, {ADMIN_SECRET = case[1], APP_PORT = port})
+    t.eq(code, 1, out)
+    t.match(out, "ADMIN_SECRET is " .. case[2])
+  end
+end))
+
 w:stop()
 return t.done()
