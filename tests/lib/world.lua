@@ -35,13 +35,13 @@ local function write_env(path, env)
 end
 
 -- Starts the sandbox in dir/sandbox; returns the process and its description.
--- The sandbox's slow model calls each hold one of its HTTP threads, so it
--- gets enough of them for many orders at once (the bench places 200).
+-- Each sandbox connection has its own thread, so slow model calls overlap
+-- (the bench places 200 orders at once).
 function W.start_sandbox(dir, args)
   local data = dir .. "/sandbox"
   os.execute("mkdir -p " .. proc.quote(data))
   local argv = {"sandbox", "--port", "0", "--data", data, "--webhook-retry-ms", "200,500,1000,2000,4000",
-                "--webhook-timeout-ms", "3000", "--threads", "256"}
+                "--webhook-timeout-ms", "3000"}
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   local p = proc.skudemo(argv, {log = dir .. "/sandbox.log"})
   local info = harness.eventually(function()
