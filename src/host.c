@@ -316,6 +316,7 @@ static lua_State *host_state_from(bundle *b, char *err, size_t errlen) {
     free(info);
     return NULL;
   }
+  lua_gc(L, LUA_GCGEN, 0, 0);  /* requests and jobs make short-lived garbage: collect it young */
   lua_pushcfunction(L, host_state_setup);
   if (host_pcall(L, 0, 0, 0) != LUA_OK) {
     snprintf(err, errlen, "state setup: %s", lua_tostring(L, -1));

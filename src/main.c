@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -136,6 +137,9 @@ static int serve(void) {
 }
 
 int main(int argc, char **argv) {
+  /* Many threads (a worker per concurrent order) would each get a malloc
+   * arena of their own; a few shared ones keep memory in step with the work. */
+  mallopt(M_ARENA_MAX, 4);
   const char *env_file = getenv("SKUDEMO_ENV_FILE");
   const char *lua_dir_opt = NULL;
   int i = 1;

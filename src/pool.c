@@ -373,6 +373,10 @@ static void pool_run(host_vm *vm, pool_job *job) {
     failed = host_pcall(L, 1, 0, (long)pool.timeout_ms) != LUA_OK;
     if (failed) pool_describe(L, &failure);
     lua_settop(L, 0);
+    /* a job's garbage (model answers, images) would otherwise stay until
+     * this worker's next job: with a worker per order in flight, that is
+     * most of the pool's memory */
+    lua_gc(L, LUA_GCCOLLECT);
   }
   pool_end_transaction(job);
   pool_record(job, failed ? &failure : NULL);

@@ -155,10 +155,12 @@ static sqlite3 *store_connect(const char *path, char *err, size_t errlen) {
   int rc = sqlite3_open_v2(path, &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, STORE_BUSY_MS);
+  /* no lookaside: its 120 KB per connection adds up over a thread per job */
+  if (rc == SQLITE_OK) rc = sqlite3_db_config(db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 0, 0);
   if (rc == SQLITE_OK)
     rc = sqlite3_exec(db,
                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
-                      "PRAGMA journal_size_limit=67108864",
+                      "PRAGMA journal_size_limit=67108864; PRAGMA cache_size=-128",
                       NULL, NULL, NULL);
   if (rc != SQLITE_OK) {
     snprintf(err, errlen, "store: cannot open %s: %s", path,
