@@ -3,8 +3,9 @@
 --
 -- The handler checks the signature on the raw body when WEBHOOK_SECRET is
 -- set (401, nothing stored), validates the envelope (400 with the reason),
--- commits the event and its job in one transaction, waits for that commit
--- to be durable, and only then answers 2xx (DESIGN.md rule 1). A repeated
+-- commits the event and its job together (in the group transaction of the
+-- events arriving at the same time), and answers 2xx only once that commit
+-- is durable (DESIGN.md rule 1). A repeated
 -- event_id changes nothing and is answered the same way. The work runs as
 -- jobs (pipeline.lua); this handler stays small, it is on the platform's clock.
 local json, crypto, store, pool, log, metrics =
@@ -54,26 +55,24 @@ function W.validate(raw)
   return envelope
 end
 
--- Stores an event and queues its job, in one transaction. Returns true when
--- the event is new. The caller makes it durable (store.sync) before
--- acknowledging anything.
+-- Stores an event and queues its job. Returns true when the event is new.
+-- Both join the group transaction of the events arriving now (store.group):
+-- when intake returns, or in a handler before its response is sent, they
+-- are committed and durable, so nothing is acknowledged before that.
 function W.intake(envelope, raw, source)
-  local sku = settings.SERVICE_SKU_ID
-  local needs_job = orders.needs_job(envelope, sku)
+  local needs_job = orders.needs_job(envelope, settings.SERVICE_SKU_ID)
   local outcome
   if not needs_job then
     outcome = envelope.event_type == "order.received" and "ignored: other SKU" or "stored"
   end
-  if not needs_job then return records.insert_event(envelope, raw, source, outcome) end
-  local new
-  store.transaction(function()
-    new = records.insert_event(envelope, raw, source, outcome)
-    if new then
+  return store.group(function()
+    local new = records.insert_event(envelope, raw, source, outcome)
+    if new and needs_job then
       pool.submit("event", {event_id = envelope.event_id},
                   {key = "event:" .. envelope.event_id, max_attempts = settings.JOB_ATTEMPTS + 5})
     end
+    return new
   end)
-  return new
 end
 
 local JSON = {["content-type"] = "application/json"}
@@ -108,7 +107,6 @@ function W.handle(req)
     return 400, JSON, {success = false, error = why}
   end
   local new = W.intake(envelope, raw, "webhook")
-  store.sync()
   count(envelope.event_type, new and "new" or "duplicate")
   return 200, JSON, {success = true, event_type = envelope.event_type, event_id = envelope.event_id,
                      duplicate = not new}

@@ -760,21 +760,45 @@ static void server_resume(void *arg) {
   atomic_fetch_sub(&srv->held, 1);
 }
 
-/* Sends resp once ticket is durable without keeping this thread: the
- * connection is suspended, and the access handler queues resp when the
- * syncer resumes it. While the server stops, waits here instead (stop
- * must not meet a suspended connection). */
+/* From the committer or syncer thread: the held response's group
+ * transaction is durable (ok), or failed, when the answer becomes a 503 so
+ * the platform delivers the event again. */
+static void server_group_done(void *arg, int ok) {
+  server_request *req = arg;
+  if (!ok) {
+    MHD_destroy_response(req->held);
+    req->held = server_error_response(SERVER_UNAVAILABLE);
+    req->held_status = server_errors[SERVER_UNAVAILABLE].status;
+  }
+  server_resume(req);
+}
+
+/* Sends resp once ticket (and group, if any) is durable without keeping
+ * this thread: the connection is suspended, and the access handler queues
+ * resp when the syncer or committer resumes it. While the server stops,
+ * waits here instead (stop must not meet a suspended connection). A
+ * group's ticket comes after its commit, so it covers an earlier ticket. */
 static enum MHD_Result server_hold(server_request *req, struct MHD_Connection *conn,
-                                   unsigned status, struct MHD_Response *resp, uint64_t ticket) {
+                                   unsigned status, struct MHD_Response *resp, uint64_t ticket,
+                                   uint64_t group) {
   server *srv = req->srv;
   atomic_fetch_add(&srv->held, 1);                      /* before reading stopping: see server_stop */
   if (atomic_load(&srv->stopping)) {
     atomic_fetch_sub(&srv->held, 1);
-    store_sync_wait(ticket);
+    if (group && !store_group_wait(group)) {
+      MHD_destroy_response(resp);
+      return server_queue_error(req, conn, SERVER_UNAVAILABLE);
+    }
+    if (ticket) store_sync_wait(ticket);
     return server_queue(req, conn, status, resp);
   }
   req->conn = conn, req->held = resp, req->held_status = status;
   MHD_suspend_connection(conn);
+  if (group) {                                          /* server_group_done resumes it */
+    if (store_group_notify(group, server_group_done, req) != 0)
+      server_group_done(req, store_group_wait(group));  /* no memory to queue: wait here */
+    return MHD_YES;
+  }
   if (store_sync_notify(ticket, server_resume, req) == 1) server_resume(req);
   return MHD_YES;
 }
@@ -797,6 +821,7 @@ static enum MHD_Result server_handle(server *srv, server_request *req, struct MH
   if (!srv->per_connection) store_defer_sync_begin();   /* else store.sync() just blocks */
   int st = host_pcall(L, 1, 3, srv->timeout_ms);        /* status, headers, body, or error */
   uint64_t ticket = srv->per_connection ? 0 : store_defer_sync_end();
+  uint64_t group = srv->per_connection ? 0 : store_defer_group();
   req->slot = c.slot;
   char limit[24];
   snprintf(limit, sizeof limit, "%ld", srv->timeout_ms);
@@ -824,7 +849,8 @@ static enum MHD_Result server_handle(server *srv, server_request *req, struct MH
   unsigned status;
   struct MHD_Response *resp = server_response(L, top + 1, &status);
   lua_settop(L, top);
-  if (resp && ticket && !c.handler_failed) return server_hold(req, conn, status, resp, ticket);
+  if (resp && (ticket || group) && !c.handler_failed)
+    return server_hold(req, conn, status, resp, ticket, group);
   return server_queue(req, conn, status, resp);
 }
 

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -38,6 +39,7 @@
 #define STORE_BUSY_MS 10000
 #define STORE_CHECKPOINT_FRAMES 1000
 #define STORE_ERR 512
+#define STORE_GROUP_RECENT 1024   /* outcomes kept for waiters that come after the end */
 
 typedef void (*store_commit_cb)(void);
 
@@ -112,6 +114,38 @@ static void store_checkpointer_start(void) {
   else log_event(LOG_ERROR, "store: cannot start the checkpointer", "error", strerror(errno), NULL);
 }
 
+/* Writers wait for each other here rather than in SQLite's default busy
+ * handler, which sleeps 1, 2, 5, 10... ms between tries: every commit wakes
+ * the waiters at once (the WAL hook below), and a waiter also retries every
+ * half millisecond for a lock released without a commit (a rollback). */
+static pthread_mutex_t store_busy_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t store_busy_wake;
+static pthread_once_t store_busy_once = PTHREAD_ONCE_INIT;
+static _Thread_local long long store_busy_since_us;
+
+static void store_busy_init(void) {
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&store_busy_wake, &attr);
+  pthread_condattr_destroy(&attr);
+}
+
+static int store_busy_handler(void *ud, int tries) {
+  (void)ud;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  long long now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+  if (tries == 0) store_busy_since_us = now_us;
+  if (now_us - store_busy_since_us > (long long)STORE_BUSY_MS * 1000) return 0;  /* SQLITE_BUSY */
+  long long until_ns = (long long)now.tv_sec * 1000000000LL + now.tv_nsec + 500000;
+  struct timespec until = {(time_t)(until_ns / 1000000000LL), (long)(until_ns % 1000000000LL)};
+  pthread_mutex_lock(&store_busy_lock);
+  pthread_cond_timedwait(&store_busy_wake, &store_busy_lock, &until);
+  pthread_mutex_unlock(&store_busy_lock);
+  return 1;
+}
+
 /* Replaces SQLite's autocheckpoint hook (same threshold, but the work is
  * done by the checkpointer) and tells the commit listener, in the thread
  * that just committed. */
@@ -124,6 +158,9 @@ static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
     pthread_cond_signal(&store_ckpt_wake);
     pthread_mutex_unlock(&store_ckpt_lock);
   }
+  pthread_mutex_lock(&store_busy_lock);
+  pthread_cond_broadcast(&store_busy_wake);             /* the write lock is free */
+  pthread_mutex_unlock(&store_busy_lock);
   store_commit_cb fn = atomic_load(&store_commit_fn);
   if (fn) fn();
   return SQLITE_OK;
@@ -154,7 +191,8 @@ static sqlite3 *store_connect(const char *path, char *err, size_t errlen) {
   sqlite3 *db = NULL;
   int rc = sqlite3_open_v2(path, &db,
                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, STORE_BUSY_MS);
+  pthread_once(&store_busy_once, store_busy_init);
+  if (rc == SQLITE_OK) rc = sqlite3_busy_handler(db, store_busy_handler, NULL);
   /* no lookaside: its 120 KB per connection adds up over a thread per job */
   if (rc == SQLITE_OK) rc = sqlite3_db_config(db, SQLITE_DBCONFIG_LOOKASIDE, NULL, 0, 0);
   if (rc == SQLITE_OK)
@@ -172,14 +210,21 @@ static sqlite3 *store_connect(const char *path, char *err, size_t errlen) {
   return db;
 }
 
-/* Makes db, opened on the database of generation gen, this thread's
- * connection (closing the previous one). NULL if out of memory. */
-static store_conn *store_conn_install(sqlite3 *db, unsigned gen) {
-  pthread_once(&store_key_once, store_key_init);
+/* A connection record for db (closed if out of memory: NULL). */
+static store_conn *store_conn_new(sqlite3 *db, unsigned gen) {
   store_conn *c = calloc(1, sizeof *c);
   if (!c) return sqlite3_close_v2(db), NULL;
   c->db = db;
   c->generation = gen;
+  return c;
+}
+
+/* Makes db, opened on the database of generation gen, this thread's
+ * connection (closing the previous one). NULL if out of memory. */
+static store_conn *store_conn_install(sqlite3 *db, unsigned gen) {
+  pthread_once(&store_key_once, store_key_init);
+  store_conn *c = store_conn_new(db, gen);
+  if (!c) return NULL;
   store_conn_free(store_tls);
   store_tls = c;
   pthread_setspecific(store_key, c);
@@ -332,6 +377,7 @@ static pthread_once_t store_syncer_once = PTHREAD_ONCE_INIT;
 static store_sync_stats_t store_sync_counts;
 static store_waiter *store_waiters;
 static _Thread_local int store_deferring;
+static _Thread_local uint64_t store_deferred_group;   /* see store.group */
 static _Thread_local uint64_t store_deferred;
 
 /* The syncer's own descriptors; only the syncer thread touches them. */
@@ -485,6 +531,7 @@ int store_sync_notify(uint64_t ticket, void (*fn)(void *arg), void *arg) {
 void store_defer_sync_begin(void) {
   store_deferring = 1;
   store_deferred = 0;
+  store_deferred_group = 0;
 }
 
 uint64_t store_defer_sync_end(void) {
@@ -502,6 +549,229 @@ void store_sync_stats(store_sync_stats_t *out) {
   pthread_mutex_lock(&store_sync_lock);
   *out = store_sync_counts;
   pthread_mutex_unlock(&store_sync_lock);
+}
+
+/* ---- group transactions ----------------------------------------------------- */
+
+/* store.group(fn): events that arrive together share one transaction.
+ *
+ * Members take turns on one shared writer connection: the first opens a
+ * transaction (BEGIN IMMEDIATE), each runs its fn inside a savepoint of it,
+ * and the committer thread COMMITs whatever has gathered as soon as it gets
+ * the connection, then takes one sync ticket for the lot. So a burst of
+ * webhooks costs one WAL write and one fsync rather than one each, and no
+ * member waits on its thread: in a handler the response is held until its
+ * group is durable (store_defer_group), elsewhere store.group waits. Groups
+ * commit in the order they opened; ids count up from 1. */
+typedef struct store_group_waiter {
+  uint64_t group;
+  store_group_cb fn;        /* NULL for a thread blocked in store_group_wait */
+  void *arg;
+  int done, ok;
+  uint64_t ticket;
+  struct store_group_waiter *next;
+} store_group_waiter;
+
+static struct {
+  pthread_mutex_t lock;             /* the shared connection and everything here */
+  pthread_cond_t open;              /* the committer: a group is open */
+  pthread_cond_t done;              /* blocked waiters: a group ended */
+  pthread_once_t once;
+  store_conn *conn;
+  uint64_t open_id, next_id;
+  int broken;                       /* the open transaction was lost (rolled back by SQLite) */
+  store_group_waiter *waiters;
+  uint64_t ended_id;                /* every group up to this one has ended */
+  struct { uint64_t id, ticket; int ok; } recent[STORE_GROUP_RECENT];  /* how they ended */
+} store_grp = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
+               PTHREAD_ONCE_INIT, NULL, 0, 0, 0, NULL, 0, {{0, 0, 0}}};
+
+typedef struct store_group_relay {
+  store_group_cb fn;
+  void *arg;
+} store_group_relay;
+
+static void store_group_relay_ok(void *arg) {
+  store_group_relay r = *(store_group_relay *)arg;
+  free(arg);
+  r.fn(r.arg, 1);
+}
+
+static void *store_committer_main(void *arg);
+
+static void store_committer_start(void) {
+  pthread_t t;
+  if (pthread_create(&t, NULL, store_committer_main, NULL) != 0) {
+    log_event(LOG_ERROR, "store: cannot start the committer thread", "error", strerror(errno), NULL);
+    abort();                                            /* every group member would wait forever */
+  }
+  pthread_detach(t);
+}
+
+/* Ends group id (ok or not) for its waiters: queued callbacks fire once the
+ * commit is durable; blocked threads are woken. Called with the lock held;
+ * the callbacks are handed over, not run, so nothing runs under the lock. */
+static store_group_waiter *store_group_end(uint64_t id, int ok, uint64_t ticket) {
+  store_grp.ended_id = id;
+  store_grp.recent[id % STORE_GROUP_RECENT].id = id;
+  store_grp.recent[id % STORE_GROUP_RECENT].ok = ok;
+  store_grp.recent[id % STORE_GROUP_RECENT].ticket = ticket;
+  store_group_waiter *callbacks = NULL, **link = &store_grp.waiters;
+  while (*link) {
+    store_group_waiter *w = *link;
+    if (w->group != id) {
+      link = &w->next;
+      continue;
+    }
+    *link = w->next;
+    w->done = 1, w->ok = ok, w->ticket = ticket;
+    if (w->fn) w->next = callbacks, callbacks = w;
+  }
+  pthread_cond_broadcast(&store_grp.done);
+  return callbacks;
+}
+
+static void *store_committer_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&store_grp.lock);
+  for (;;) {
+    while (!store_grp.open_id) pthread_cond_wait(&store_grp.open, &store_grp.lock);
+    uint64_t id = store_grp.open_id;
+    char err[STORE_ERR] = "";
+    int ok = !store_grp.broken;
+    if (ok && sqlite3_exec(store_grp.conn->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+      snprintf(err, sizeof err, "%s", sqlite3_errmsg(store_grp.conn->db));
+      ok = 0;
+    }
+    if (!ok && !sqlite3_get_autocommit(store_grp.conn->db))
+      sqlite3_exec(store_grp.conn->db, "ROLLBACK", NULL, NULL, NULL);
+    store_grp.open_id = 0, store_grp.broken = 0;
+    uint64_t ticket = ok ? store_sync_request() : 0;
+    store_group_waiter *callbacks = store_group_end(id, ok, ticket);
+    pthread_mutex_unlock(&store_grp.lock);
+    if (!ok) log_event(LOG_ERROR, "store: a group transaction failed; its writes are lost", "error",
+                       err[0] ? err : "transaction rolled back", NULL);
+    while (callbacks) {
+      store_group_waiter *w = callbacks;
+      callbacks = w->next;
+      store_group_relay *relay = ok ? malloc(sizeof *relay) : NULL;
+      if (relay) {
+        *relay = (store_group_relay){w->fn, w->arg};
+        if (store_sync_notify(ticket, store_group_relay_ok, relay) == 1) store_group_relay_ok(relay);
+      } else {
+        if (ok) store_sync_wait(ticket);                /* no memory to queue: wait here */
+        w->fn(w->arg, ok);
+      }
+      free(w);
+    }
+    pthread_mutex_lock(&store_grp.lock);
+  }
+  return NULL;
+}
+
+/* How an ended group ended: 1 ok (ticket set), 0 failed or forgotten
+ * (a waiter that old is told it failed: the safe answer). Lock held. */
+static int store_group_outcome(uint64_t group, uint64_t *ticket) {
+  if (store_grp.recent[group % STORE_GROUP_RECENT].id != group) return 0;
+  *ticket = store_grp.recent[group % STORE_GROUP_RECENT].ticket;
+  return store_grp.recent[group % STORE_GROUP_RECENT].ok;
+}
+
+int store_group_notify(uint64_t group, store_group_cb fn, void *arg) {
+  store_group_waiter *w = calloc(1, sizeof *w);
+  if (!w) return -1;
+  w->group = group, w->fn = fn, w->arg = arg;
+  pthread_mutex_lock(&store_grp.lock);
+  if (group > store_grp.ended_id) {
+    w->next = store_grp.waiters;
+    store_grp.waiters = w;
+    pthread_mutex_unlock(&store_grp.lock);
+    return 0;
+  }
+  uint64_t ticket = 0;
+  int ok = store_group_outcome(group, &ticket);
+  pthread_mutex_unlock(&store_grp.lock);
+  free(w);
+  store_group_relay *relay = ok ? malloc(sizeof *relay) : NULL;
+  if (!relay) {
+    if (ok) store_sync_wait(ticket);
+    fn(arg, ok);
+    return 0;
+  }
+  *relay = (store_group_relay){fn, arg};
+  if (store_sync_notify(ticket, store_group_relay_ok, relay) == 1) store_group_relay_ok(relay);
+  return 0;
+}
+
+int store_group_wait(uint64_t group) {
+  store_group_waiter w = {.group = group};
+  pthread_mutex_lock(&store_grp.lock);
+  if (group <= store_grp.ended_id) {
+    w.done = 1;
+    w.ok = store_group_outcome(group, &w.ticket);
+  } else {
+    w.next = store_grp.waiters;
+    store_grp.waiters = &w;
+  }
+  while (!w.done) pthread_cond_wait(&store_grp.done, &store_grp.lock);
+  pthread_mutex_unlock(&store_grp.lock);
+  if (w.ok) store_sync_wait(w.ticket);
+  return w.ok;
+}
+
+uint64_t store_defer_group(void) {
+  uint64_t g = store_deferred_group;
+  store_deferred_group = 0;
+  return g;
+}
+
+/* Joins the open group (opening one if none), with the shared connection
+ * in place of this thread's. Returns the group id, or 0 with err set. Holds
+ * the lock on success: store_group_leave releases it. */
+static uint64_t store_group_join(char *err, size_t errlen) {
+  pthread_once(&store_grp.once, store_committer_start);
+  pthread_mutex_lock(&store_grp.lock);
+  unsigned gen = atomic_load(&store_gen);
+  if (!store_grp.conn || (store_grp.conn->generation != gen && !store_grp.open_id)) {
+    char path[PATH_MAX];
+    pthread_mutex_lock(&store_path_lock);
+    snprintf(path, sizeof path, "%s", store_db_path);
+    pthread_mutex_unlock(&store_path_lock);
+    sqlite3 *db = path[0] ? store_connect(path, err, errlen) : NULL;
+    if (!path[0]) snprintf(err, errlen, "store: no database (call store.open first)");
+    store_conn *c = db ? store_conn_new(db, gen) : NULL;
+    if (!c) {
+      if (db) snprintf(err, errlen, "store: out of memory");
+      pthread_mutex_unlock(&store_grp.lock);
+      return 0;
+    }
+    store_conn_free(store_grp.conn);
+    store_grp.conn = c;
+  }
+  if (!store_grp.open_id) {
+    if (sqlite3_exec(store_grp.conn->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+      snprintf(err, errlen, "store: %s", sqlite3_errmsg(store_grp.conn->db));
+      pthread_mutex_unlock(&store_grp.lock);
+      return 0;
+    }
+    store_grp.open_id = ++store_grp.next_id;
+    pthread_cond_signal(&store_grp.open);
+  }
+  if (sqlite3_exec(store_grp.conn->db, "SAVEPOINT store_group", NULL, NULL, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "store: %s", sqlite3_errmsg(store_grp.conn->db));
+    pthread_mutex_unlock(&store_grp.lock);
+    return 0;
+  }
+  return store_grp.open_id;
+}
+
+/* Keeps (ok) or undoes this member's writes and lets the next one in. */
+static void store_group_leave(int ok) {
+  sqlite3 *db = store_grp.conn->db;
+  if (!ok) sqlite3_exec(db, "ROLLBACK TO store_group", NULL, NULL, NULL);
+  sqlite3_exec(db, "RELEASE store_group", NULL, NULL, NULL);
+  if (sqlite3_get_autocommit(db)) store_grp.broken = 1;  /* SQLite dropped the transaction */
+  pthread_mutex_unlock(&store_grp.lock);
 }
 
 /* ---- the `store` binding --------------------------------------------------- */
@@ -682,6 +952,31 @@ static int store_lua_row(lua_State *L) {
 /* store.transaction(fn) -> fn's results. BEGIN IMMEDIATE, fn, COMMIT; on
  * an error ROLLBACK and re-raise the same value. Inside another
  * transaction fn runs under a savepoint. */
+/* store.group(fn) -> fn's results. fn's writes join the group transaction
+ * (see above); they are durable when store.group returns, or, in an HTTP
+ * handler, before the response is sent. fn must not wait for anything:
+ * every other member waits for it. An error in fn undoes only its writes
+ * and is raised again. */
+static int store_lua_group(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  char err[STORE_ERR];
+  uint64_t id = store_group_join(err, sizeof err);
+  if (!id) return luaL_error(L, "%s", err);
+  store_conn *own = store_tls;
+  store_tls = store_grp.conn;                           /* every write of fn goes to the group */
+  int status = lua_pcall(L, 0, LUA_MULTRET, 0);         /* fn's results, or its error */
+  store_tls = own;
+  store_group_leave(status == LUA_OK);
+  if (status != LUA_OK) return lua_error(L);
+  if (store_deferring) {
+    if (id > store_deferred_group) store_deferred_group = id;
+  } else if (!store_group_wait(id)) {
+    return luaL_error(L, "store: the group transaction failed; see the log");
+  }
+  return lua_gettop(L);
+}
+
 static int store_lua_transaction(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
@@ -741,7 +1036,7 @@ int luaopen_store(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"open", store_lua_open}, {"path", store_lua_path},   {"exec", store_lua_exec},
       {"query", store_lua_query}, {"row", store_lua_row},   {"transaction", store_lua_transaction},
-      {"sync", store_lua_sync},   {NULL, NULL}};
+      {"sync", store_lua_sync},   {"group", store_lua_group}, {NULL, NULL}};
   luaL_newlib(L, funcs);
   return 1;
 }

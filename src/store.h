@@ -90,4 +90,15 @@ typedef struct store_sync_stats_t {
 } store_sync_stats_t;
 void store_sync_stats(store_sync_stats_t *out);
 
+/* Group transactions (store.group in Lua). fn(arg, ok) runs once group is
+ * committed and durable (ok = 1) or failed (ok = 0), from the committer or
+ * the syncer thread; it must not block. Returns 0, -1 without memory. */
+typedef void (*store_group_cb)(void *arg, int ok);
+int store_group_notify(uint64_t group, store_group_cb fn, void *arg);
+/* Blocks until group is committed and durable: 1, or 0 if it failed. */
+int store_group_wait(uint64_t group);
+/* Between store_defer_sync_begin and its end: the highest group this thread
+ * joined (0 if none), cleared by the call. */
+uint64_t store_defer_group(void);
+
 #endif
