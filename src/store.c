@@ -960,6 +960,13 @@ static int store_lua_row(lua_State *L) {
 static int store_lua_group(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
+  if (store_tls && store_tls == store_grp.conn) {       /* already a member: fn joins too */
+    lua_call(L, 0, LUA_MULTRET);
+    return lua_gettop(L);
+  }
+  if (store_tls && !sqlite3_get_autocommit(store_tls->db))
+    return luaL_error(L, "store.group inside store.transaction: the group would wait for this "
+                         "thread's own write lock");
   char err[STORE_ERR];
   uint64_t id = store_group_join(err, sizeof err);
   if (!id) return luaL_error(L, "%s", err);
