@@ -31,7 +31,7 @@ S.list = {
   {"APP_HOST", "0.0.0.0", "string", "Address the server listens on (127.0.0.1 behind ngrok on the same machine)"},
   {"WEBHOOK_SECRET", "", "secret",
    "Webhook signing secret (32-64 chars); when set, unsigned or wrongly signed webhooks get 401. `skudemo webhook set` generates it"},
-  {"POOL_WORKERS", 16, "int", "Worker threads running jobs (model calls, uploads); raise it for many orders at once"},
+  {"POOL_WORKERS", 256, "int", "Most worker threads running jobs at once (a model call holds one); started on demand, idle ones exit"},
   {"SHUTDOWN_TIMEOUT_MS", 10000, "int", "How long a stopping server waits for running jobs"},
   {"LOG_LEVEL", "info", "string", "debug, info, warn or error"},
   -- models

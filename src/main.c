@@ -29,7 +29,7 @@ static const char serve_driver[] =
     "local app, config, host, log = require 'app', require 'config', require 'host', require 'log'\n"
     "local pool, server = require 'pool', require 'server'\n"
     "if app.init then app.init() end\n"
-    "pool.start{module = 'app', workers = config.int('POOL_WORKERS', 16)}\n"
+    "pool.start{module = 'app', workers = config.int('POOL_WORKERS', 256)}\n"
     "local srv = server.start{module = 'app', host = config.get('APP_HOST', '0.0.0.0'),\n"
     "                         port = config.int('APP_PORT', 8000)}\n"
     "log.info('serving', {host = config.get('APP_HOST', '0.0.0.0'), port = srv.port,\n"
