@@ -719,6 +719,8 @@ int store_group_wait(uint64_t group) {
   return w.ok;
 }
 
+int store_in_group(void) { return store_tls != NULL && store_tls == store_grp.conn; }
+
 uint64_t store_defer_group(void) {
   uint64_t g = store_deferred_group;
   store_deferred_group = 0;

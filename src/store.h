@@ -100,5 +100,7 @@ int store_group_wait(uint64_t group);
 /* Between store_defer_sync_begin and its end: the highest group this thread
  * joined (0 if none), cleared by the call. */
 uint64_t store_defer_group(void);
+/* 1 while this thread runs inside store.group: its writes commit elsewhere. */
+int store_in_group(void);
 
 #endif

@@ -8,7 +8,7 @@ local dir = t.tmpdir("store-group")
 assert(store.open(dir .. "/group.db"))
 store.exec("CREATE TABLE grouped (n INTEGER PRIMARY KEY)")
 store.exec("CREATE TABLE outcomes (n INTEGER, new INTEGER)")
-config.set("POOL_POLL_MS", "200")
+config.set("POOL_POLL_MS", "60000")   -- jobs must be woken by commits, never found by a poll
 
 t.test("group: fn's results come back, its writes are committed", function()
   local a, b = store.group(function()
@@ -71,6 +71,15 @@ t.test("group: 400 concurrent callers, each event stored once, duplicates told a
   t.eq(store.row("SELECT COUNT(*) AS c FROM grouped WHERE n > 1000").c, 200)
   t.eq(store.row("SELECT SUM(new) AS s FROM outcomes").s, 200, "exactly one caller saw each event as new")
   t.eq(store.row("SELECT COUNT(DISTINCT n) AS c FROM outcomes WHERE new = 1").c, 200)
+end)
+
+t.test("group: a job submitted inside a group runs as soon as the group commits", function()
+  local started = time.mono()
+  store.group(function() pool.submit("insert", {n = 5000}) end)
+  t.eventually(function()
+    return store.row("SELECT COUNT(*) AS c FROM outcomes WHERE n = 5000").c == 1
+  end, 5000, "the job to run")
+  t.ok(time.mono() - started < 2000, "woken by the commit, not a poll")
   pool.stop(5000)
 end)
 
