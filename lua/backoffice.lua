@@ -135,7 +135,9 @@ function B.health()
     return 503, body
   end
   body.jobs = pool.stats()
-  local last = store.row("SELECT MAX(received_at) AS at FROM events WHERE source = 'webhook'")
+  -- newest first along the primary key: no scan of the whole events table
+  local last = store.row([[SELECT received_at AS at FROM events WHERE source = 'webhook'
+                           ORDER BY event_id DESC LIMIT 1]])
   body.last_webhook_at = last and last.at and time.iso(last.at) or json.null
   body.seconds_since_last_webhook = last and last.at and (time.now() - last.at) // 1000 or json.null
   return 200, body
