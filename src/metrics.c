@@ -200,23 +200,26 @@ static void metrics_put_number(luaL_Buffer *b, double v) {
 
 /* metrics.render() -> every series as Prometheus text, grouped by name. */
 static int metrics_lua_render(lua_State *L) {
+  /* the snapshot and the marks are userdata, so an error in the buffer
+   * below (out of memory) leaks nothing; allocated before taking the lock */
   pthread_mutex_lock(&metrics_lock);
-  int n = metrics_nseries;
-  metric_series *copy = malloc(sizeof *copy * (size_t)(n ? n : 1));
-  if (!copy) {
-    pthread_mutex_unlock(&metrics_lock);
-    return luaL_error(L, "out of memory");
-  }
+  int n = metrics_nseries + 16;                           /* room for series added meanwhile */
+  pthread_mutex_unlock(&metrics_lock);
+  metric_series *copy = lua_newuserdatauv(L, sizeof *copy * (size_t)n, 0);
+  char *done = lua_newuserdatauv(L, (size_t)n, 0);
+  memset(done, 0, (size_t)n);
+  pthread_mutex_lock(&metrics_lock);
+  if (metrics_nseries < n) n = metrics_nseries;
   memcpy(copy, metrics_series, sizeof *copy * (size_t)n);  /* names stay valid: never freed */
+  int nhelps = metrics_nhelps;                            /* entries below it never change */
   pthread_mutex_unlock(&metrics_lock);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  char *done = calloc((size_t)(n ? n : 1), 1);
-  for (int i = 0; done && i < n; i++) {
+  for (int i = 0; i < n; i++) {
     if (done[i]) continue;
     const char *name = copy[i].name;
     const char *help = NULL;
-    for (int h = 0; h < metrics_nhelps; h++)
+    for (int h = 0; h < nhelps; h++)
       if (strcmp(metrics_helps[h].name, name) == 0) help = metrics_helps[h].help;
     if (help) {
       luaL_addstring(&b, "# HELP "), luaL_addstring(&b, name), luaL_addchar(&b, ' ');
@@ -252,8 +255,6 @@ static int metrics_lua_render(lua_State *L) {
       luaL_addstring(&b, line);
     }
   }
-  free(done);
-  free(copy);
   luaL_pushresult(&b);
   return 1;
 }
