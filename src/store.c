@@ -445,9 +445,16 @@ static int store_sync_files(void) {
              ? fdatasync(store_syncer.db_fd)
              : -1;
   }
-  if (rc != 0)
-    log_event(LOG_ERROR, "store: sync failed, recent commits may not be durable", "file", what,
-              "error", strerror(errno), NULL);
+  if (rc != 0 && errno != ENOENT) {
+    /* Whoever waits would be told their commit is durable when it may not
+     * be, and after a failed fsync the kernel may drop the dirty pages, so a
+     * retry proves nothing. Stop instead: nothing was acknowledged for these
+     * commits, the platform delivers them again, and a restart (systemd's
+     * Restart=on-failure) reads the store back from disk. */
+    log_event(LOG_ERROR, "store: fsync failed; stopping so nothing is acknowledged that is not on disk",
+              "file", what, "error", strerror(errno), NULL);
+    abort();
+  }
   return rc;
 }
 
