@@ -87,6 +87,8 @@ static struct {
   long long watch_until;           /* when the watcher wakes (monotonic ms) */
   unsigned long long wakes;        /* bumped by pool_wake: a worker that looked re-checks */
   long long idle_ms, poll_ms, timeout_ms, backoff_ms, backoff_max_ms;
+  long long keep_done_ms;          /* finished jobs are deleted after this; 0: kept */
+  long long pruned_at;             /* monotonic ms of the last prune */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
@@ -431,6 +433,28 @@ static void pool_shrink(host_vm *vm) {
   malloc_trim(0);
 }
 
+/* Deletes jobs done longer ago than POOL_KEEP_DONE_DAYS, at most hourly,
+ * so the table (and every count over it) stays the size of recent work.
+ * Dead jobs stay until a person requeues them. Safe for idempotency: every
+ * job checks the store before acting, and events are deduplicated by their
+ * own table. Called with the pool lock held; releases it while deleting. */
+static void pool_prune_locked(void) {
+  long long now = clock_mono_ms();
+  if (pool.keep_done_ms <= 0 || (pool.pruned_at && now - pool.pruned_at < 3600000)) return;
+  pool.pruned_at = now;
+  pthread_mutex_unlock(&pool.lock);
+  char err[POOL_ERR];
+  long long n = pool_exec("DELETE FROM jobs WHERE state = 'done' AND finished_at < ?1", err,
+                          sizeof err, "i", clock_wall_ms() - pool.keep_done_ms);
+  if (n < 0) log_event(LOG_WARN, "pool: cannot prune finished jobs", "error", err, NULL);
+  else if (n > 0) {
+    char count[24];
+    snprintf(count, sizeof count, "%lld", n);
+    log_event(LOG_INFO, "pool: pruned finished jobs", "jobs", count, NULL);
+  }
+  pthread_mutex_lock(&pool.lock);
+}
+
 static void *pool_worker_main(void *arg) {
   (void)arg;
   host_vm vm = {0};
@@ -460,6 +484,7 @@ static void *pool_worker_main(void *arg) {
     }
     if (!pool.running) break;
     if (pool.wakes != seen) continue;                    /* work arrived while we looked */
+    if (got == 0) pool_prune_locked();
     long long now = clock_mono_ms();
     if (now - idle_since >= pool.idle_ms) {
       if (pool.workers > 1) break;
@@ -685,6 +710,7 @@ static int pool_lua_start(lua_State *L) {
     snprintf(pool.module, sizeof pool.module, "%s", module);
     pool.max_workers = workers > 100000 ? 100000 : (int)workers;
     pool.idle_ms = config_int("POOL_IDLE_MS", 30000);
+    pool.keep_done_ms = config_int("POOL_KEEP_DONE_DAYS", 7) * 86400000LL;
     pool.poll_ms = config_int("POOL_POLL_MS", 1000);
     pool.timeout_ms = config_int("POOL_JOB_TIMEOUT_MS", 300000);
     pool.backoff_ms = config_int("POOL_BACKOFF_MS", 1000);
