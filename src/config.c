@@ -3,6 +3,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,17 +119,14 @@ long config_int(const char *name, long def) {
   return (errno || end == v || *end) ? def : n;
 }
 
-char *config_path(const char *name, const char *def) {
+int config_path(const char *name, const char *def, char *out, size_t len) {
   const char *v = config_get(name, def);
-  if (!v) return NULL;
+  if (!v) return 0;
   const char *home = getenv("HOME");
-  if (v[0] == '~' && (v[1] == '/' || v[1] == '\0') && home) {
-    size_t n = strlen(home) + strlen(v);
-    char *out = malloc(n);
-    if (out) snprintf(out, n, "%s%s", home, v + 1);
-    return out;
-  }
-  return strdup(v);
+  int n = (v[0] == '~' && (v[1] == '/' || v[1] == '\0') && home)
+              ? snprintf(out, len, "%s%s", home, v + 1)
+              : snprintf(out, len, "%s", v);
+  return n >= 0 && (size_t)n < len ? 1 : -1;
 }
 
 /* config.get(name [, default]) -> string or default (empty counts as unset) */
@@ -174,10 +172,12 @@ static int config_lua_bool(lua_State *L) {
 
 /* config.path(name [, default]): the value with "~/" expanded. */
 static int config_lua_path(lua_State *L) {
-  char *p = config_path(luaL_checkstring(L, 1), luaL_optstring(L, 2, NULL));
-  if (!p) return lua_pushnil(L), 1;
-  lua_pushstring(L, p);
-  free(p);
+  const char *name = luaL_checkstring(L, 1);
+  char path[PATH_MAX];
+  int found = config_path(name, luaL_optstring(L, 2, NULL), path, sizeof path);
+  if (found < 0) return luaL_error(L, "%s is longer than a path can be", name);
+  if (!found) return lua_pushnil(L), 1;
+  lua_pushstring(L, path);
   return 1;
 }
 

@@ -25,7 +25,9 @@ const char *config_env_file(void);
 /* getenv with a default; "~/" at the start of a path expands to $HOME. */
 const char *config_get(const char *name, const char *def);
 long config_int(const char *name, long def);
-char *config_path(const char *name, const char *def);  /* malloc'd */
+/* The setting (or def) with "~/" expanded, into out: 1, 0 when unset,
+ * -1 when it does not fit. */
+int config_path(const char *name, const char *def, char *out, size_t len);
 
 /* After this, config.set refuses: called by whatever starts a thread that
  * may read the environment (server, pool). */

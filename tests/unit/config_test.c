@@ -40,9 +40,11 @@ int main(void) {
     CHECK_STR(getenv("UNIT_ENV_A"), "from-env");
     CHECK_STR(getenv("UNIT_ENV_B"), "from-file");
     setenv("HOME", "/home/seller", 1);
-    char *p = config_path("UNIT_ENV_P", NULL);
+    char p[64];
+    CHECK(config_path("UNIT_ENV_P", NULL, p, sizeof p) == 1);
     CHECK_STR(p, "/home/seller/x/y");
-    free(p);
+    CHECK(config_path("UNIT_ENV_UNSET", NULL, p, sizeof p) == 0);
+    CHECK(config_path("UNIT_ENV_P", NULL, p, 8) == -1);
     CHECK(config_load_file("/nonexistent/.env", err, sizeof err) == 0);
     unlink(path);
   }
