@@ -115,19 +115,17 @@ local function run()
   end)
   step("sandbox ready: marketplace " .. info.market_url .. ", model router " .. info.model_url)
 
-  local settings = {
-    "AGENT_MARKET_BASE_URL=" .. info.market_url,
-    "CREDENTIALS_FILE=" .. info.seller.credentials_file,
-    "ADMIN_SECRET=" .. crypto.random_hex(16),
-    "WEBHOOK_PATH=/api/v1/webhook/orders",
-    "WEBHOOK_SECRET=" .. crypto.random_hex(24),
-    "APP_HOST=127.0.0.1",
-    "APP_PORT=0",
-    "OPENROUTER_API_KEY=" .. info.model_api_key,
-    "OPENROUTER_BASE_URL=" .. info.model_url,
-    "DATA_DIR=" .. dir .. "/data",
-  }
-  assert(fs.write(env_file, table.concat(settings, "\n") .. "\n"))
+  local settings = buyer_lib.serve_settings(info)
+  settings.ADMIN_SECRET = crypto.random_hex(16)
+  settings.WEBHOOK_PATH = "/api/v1/webhook/orders"
+  settings.WEBHOOK_SECRET = crypto.random_hex(24)
+  settings.APP_HOST = "127.0.0.1"
+  settings.APP_PORT = 0
+  settings.DATA_DIR = dir .. "/data"
+  local lines = {}
+  for name, value in pairs(settings) do lines[#lines + 1] = name .. "=" .. value end
+  table.sort(lines)
+  assert(fs.write(env_file, table.concat(lines, "\n") .. "\n"))
   command{"whoami"}
   command{"listing", "create", "--write-env"}
 

@@ -33,6 +33,17 @@ function buyer.info(data_dir)
   return info
 end
 
+-- The settings that point `skudemo serve` (and the seller commands) at the
+-- sandbox described by info: its marketplace as the seller, its model.
+function buyer.serve_settings(info)
+  return {
+    AGENT_MARKET_BASE_URL = info.market_url,
+    CREDENTIALS_FILE = info.seller.credentials_file,
+    OPENROUTER_API_KEY = info.model_api_key,
+    OPENROUTER_BASE_URL = info.model_url,
+  }
+end
+
 -- A client acting as the sandbox's buyer (or opts.as = "seller", or with
 -- opts.api_key) for the sandbox whose data directory is data_dir. Waits up
 -- to opts.timeout_ms (default 10 s) for the sandbox to answer.

@@ -65,9 +65,8 @@ function W.start(opts)
   self.data = self.dir .. "/data"
   self.admin_secret = crypto.random_hex(16)
   self.webhook_secret = opts.unsigned and "" or crypto.random_hex(20)
-  self.env = {
-    AGENT_MARKET_BASE_URL = self.info.market_url,
-    CREDENTIALS_FILE = self.info.seller.credentials_file,
+  self.env = buyer_lib.serve_settings(self.info)
+  for name, value in pairs{
     SERVICE_SKU_ID = self.sku,
     ADMIN_SECRET = self.admin_secret,
     WEBHOOK_PATH = "/api/v1/webhook/orders",
@@ -75,8 +74,6 @@ function W.start(opts)
     WEBHOOK_SECRET = self.webhook_secret,
     APP_HOST = "127.0.0.1",
     APP_PORT = self.port,
-    OPENROUTER_API_KEY = self.info.model_api_key,
-    OPENROUTER_BASE_URL = self.info.model_url,
     DATA_DIR = self.data,
     LOG_LEVEL = "info",
     POOL_WORKERS = 8,
@@ -88,7 +85,7 @@ function W.start(opts)
     MARKET_ATTEMPTS = 1,
     ACCEPT_WAIT_MS = 100,
     SHUTDOWN_TIMEOUT_MS = 3000,
-  }
+  } do self.env[name] = value end
   for k, v in pairs(opts.env or {}) do self.env[k] = v end
   self.env_file = self.dir .. "/serve.env"
   write_env(self.env_file, self.env)
