@@ -93,8 +93,6 @@ static struct {
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static atomic_uint pool_schema_gen;
-static _Thread_local int pool_wake_pending;      /* submitted inside a transaction */
-static atomic_int pool_group_wake_pending;       /* submitted inside a group transaction */
 static _Thread_local unsigned long long pool_rand_state;
 
 /* ---- store helpers ------------------------------------------------------- */
@@ -530,14 +528,8 @@ void pool_wake(void) {
   pthread_mutex_unlock(&pool.lock);
 }
 
-/* The store's commit hook: wakes workers for jobs submitted inside the
- * transaction that just committed. */
-static void pool_on_commit(void) {
-  int group = atomic_load(&pool_group_wake_pending) && atomic_exchange(&pool_group_wake_pending, 0);
-  if (!pool_wake_pending && !group) return;
-  pool_wake_pending = 0;
-  pool_wake();
-}
+/* The store's commit hook: a transaction that submitted jobs committed. */
+static void pool_on_commit(void) { pool_wake(); }
 
 int pool_stop(long timeout_ms) {
   pthread_once(&pool_once, pool_init);
@@ -666,10 +658,8 @@ static int pool_lua_submit(lua_State *L) {
   if (db && sqlite3_get_autocommit(db)) {
     store_sync();
     if (created) pool_wake();
-  } else if (created && store_in_group()) {
-    atomic_store(&pool_group_wake_pending, 1);           /* the committer's commit wakes them */
   } else if (created) {
-    pool_wake_pending = 1;                               /* woken by the commit */
+    store_hook_at_commit();                              /* woken by the commit */
   }
   lua_pushinteger(L, id);
   lua_pushboolean(L, created);

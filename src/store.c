@@ -57,6 +57,7 @@ typedef struct store_slot {
 typedef struct store_conn {
   sqlite3 *db;
   unsigned generation;
+  int hook_at_commit;            /* run the commit hook when this connection next commits */
   unsigned long long clock;
   store_slot slots[STORE_SLOTS];
 } store_conn;
@@ -147,10 +148,11 @@ static int store_busy_handler(void *ud, int tries) {
 }
 
 /* Replaces SQLite's autocheckpoint hook (same threshold, but the work is
- * done by the checkpointer) and tells the commit listener, in the thread
- * that just committed. */
+ * done by the checkpointer) and, when asked (store_hook_at_commit), runs the
+ * commit hook in the thread that just committed. ud is the store_conn. */
 static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
-  (void)ud, (void)db, (void)name;
+  (void)db, (void)name;
+  store_conn *c = ud;
   if (frames >= STORE_CHECKPOINT_FRAMES) {
     pthread_once(&store_ckpt_once, store_checkpointer_start);
     pthread_mutex_lock(&store_ckpt_lock);
@@ -162,7 +164,10 @@ static int store_wal_hook(void *ud, sqlite3 *db, const char *name, int frames) {
   pthread_cond_broadcast(&store_busy_wake);             /* the write lock is free */
   pthread_mutex_unlock(&store_busy_lock);
   store_commit_cb fn = atomic_load(&store_commit_fn);
-  if (fn) fn();
+  if (c->hook_at_commit && fn) {
+    c->hook_at_commit = 0;
+    fn();
+  }
   return SQLITE_OK;
 }
 
@@ -206,7 +211,6 @@ static sqlite3 *store_connect(const char *path, char *err, size_t errlen) {
     sqlite3_close_v2(db);
     return NULL;
   }
-  sqlite3_wal_hook(db, store_wal_hook, NULL);
   return db;
 }
 
@@ -216,6 +220,7 @@ static store_conn *store_conn_new(sqlite3 *db, unsigned gen) {
   if (!c) return sqlite3_close_v2(db), NULL;
   c->db = db;
   c->generation = gen;
+  sqlite3_wal_hook(db, store_wal_hook, c);
   return c;
 }
 
@@ -726,7 +731,9 @@ int store_group_wait(uint64_t group) {
   return w.ok;
 }
 
-int store_in_group(void) { return store_tls != NULL && store_tls == store_grp.conn; }
+void store_hook_at_commit(void) {
+  if (store_tls) store_tls->hook_at_commit = 1;    /* the group's, inside store.group */
+}
 
 uint64_t store_defer_group(void) {
   uint64_t g = store_deferred_group;

@@ -54,9 +54,12 @@ int store_push_rows(lua_State *L, sqlite3_stmt *st, int limit, char *err, size_t
  * "store: <message>" in err. */
 int store_run(const char *sql, char *err, size_t errlen);
 
-/* Called in the committing thread after every commit to the database (any
- * connection of this process); set once, before threads start. */
+/* Set once, before threads start: called in the committing thread when a
+ * connection that store_hook_at_commit marked next commits. */
 void store_set_commit_hook(void (*fn)(void));
+/* Marks this thread's current connection (the group's inside store.group,
+ * whose commit happens on the committer thread) for the commit hook. */
+void store_hook_at_commit(void);
 
 /* ---- group commit ---------------------------------------------------- */
 
@@ -100,7 +103,5 @@ int store_group_wait(uint64_t group);
 /* Between store_defer_sync_begin and its end: the highest group this thread
  * joined (0 if none), cleared by the call. */
 uint64_t store_defer_group(void);
-/* 1 while this thread runs inside store.group: its writes commit elsewhere. */
-int store_in_group(void);
 
 #endif
